@@ -1,0 +1,1 @@
+"""The pipeline every message flows through, and the protocols its parts implement."""

@@ -1,0 +1,223 @@
+"""L0 memory: append raw items idempotently to SQL and the vector index, read them back, count them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from storage.embeddings import Embedder
+from storage.items import NewItem
+from storage.lexical import Bm25Encoder
+from storage.models import Direction, Identity, L0Item, Person, Twin, Visibility
+from storage.vectors import IndexedPoint, VectorIndex
+
+
+@dataclass
+class AddResult:
+    """What an append did: ids of the new rows, and how many were already stored."""
+
+    added_ids: list[int]
+    duplicates: int
+
+    @property
+    def added(self) -> int:
+        return len(self.added_ids)
+
+
+def index_text(item: L0Item) -> str:
+    """The text the index sees for an item: who said it, and what (documents carry their title)."""
+    return f"{item.chat_title or item.chat}: {item.text}" if item.kind == "document" else f"{item.sender_name}: {item.text}"
+
+
+def epoch(moment: datetime) -> float:
+    """Seconds since the epoch; naive datetimes are taken as UTC."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _batches(items: Iterable[NewItem], size: int) -> Iterator[list[NewItem]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class MemoryStore:
+    """L0 for every twin in one database and one vector index."""
+
+    def __init__(self, engine: Engine, index: VectorIndex, embedder: Embedder, lexical: Bm25Encoder) -> None:
+        self.engine = engine
+        self.index = index
+        self.embedder = embedder
+        self.lexical = lexical
+
+    # -- twins and people -------------------------------------------------------------------------
+
+    def ensure_twin(self, handle: str, display_name: str) -> Twin:
+        """The twin with this handle, created (with its owner as a person) if new."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            twin = session.scalars(select(Twin).where(Twin.handle == handle)).first()
+            if twin is None:
+                twin = Twin(handle=handle, display_name=display_name)
+                session.add(twin)
+                session.flush()
+                session.add(Person(twin_id=twin.id, display_name=display_name, is_owner=True, trust="owner"))
+                session.commit()
+            return twin
+
+    def owner(self, twin_id: int) -> Person:
+        """The owner's person row."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(Person).where(Person.twin_id == twin_id, Person.is_owner)
+            return session.scalars(query).one()
+
+    def link_identity(self, twin_id: int, person_id: int, platform: str, external_id: str, name: str | None) -> None:
+        """Record that this platform account belongs to the person (no-op if already linked)."""
+        with Session(self.engine) as session:
+            self._identity(session, twin_id, platform, external_id, name, person_id)
+            session.commit()
+
+    def _identity(
+        self, session: Session, twin_id: int, platform: str, external_id: str, name: str | None, person_id: int | None
+    ) -> Identity:
+        query = select(Identity).where(
+            Identity.twin_id == twin_id, Identity.platform == platform, Identity.external_id == external_id
+        )
+        identity = session.scalars(query).first()
+        if identity is None:
+            if person_id is None:
+                person = Person(twin_id=twin_id, display_name=name or external_id)
+                session.add(person)
+                session.flush()
+                person_id = person.id
+            identity = Identity(
+                twin_id=twin_id, person_id=person_id, platform=platform, external_id=external_id, display_name=name
+            )
+            session.add(identity)
+            session.flush()
+        return identity
+
+    def _people(self, session: Session, twin_id: int, batch: list[NewItem]) -> dict[tuple[str, str], Identity]:
+        keys = {(item.source, item.sender_id or item.sender) for item in batch}
+        return {
+            key: self._identity(session, twin_id, key[0], key[1], self._name_for(batch, key), None) for key in keys
+        }
+
+    @staticmethod
+    def _name_for(batch: list[NewItem], key: tuple[str, str]) -> str:
+        return next(i.sender for i in batch if (i.source, i.sender_id or i.sender) == key)
+
+    # -- appending ---------------------------------------------------------------------------------
+
+    def add(
+        self, twin_id: int, items: Iterable[NewItem], default_visibility: Visibility = Visibility.private,
+        batch_size: int = 512,
+    ) -> AddResult:
+        """Append items; those whose (source, source_id) is already stored are skipped. Returns what was new."""
+        result = AddResult(added_ids=[], duplicates=0)
+        owner_id = self.owner(twin_id).id
+        for batch in _batches(items, batch_size):
+            rows = self._insert(twin_id, owner_id, batch, default_visibility)
+            result.added_ids.extend(row.id for row in rows)
+            result.duplicates += len(batch) - len(rows)
+            self._index(rows)
+        return result
+
+    def _insert(
+        self, twin_id: int, owner_id: int, batch: list[NewItem], default_visibility: Visibility
+    ) -> list[L0Item]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            identities = self._people(session, twin_id, batch)
+            values = []
+            for item in batch:
+                person_id = identities[(item.source, item.sender_id or item.sender)].person_id
+                values.append(
+                    dict(
+                        twin_id=twin_id, source=item.source, source_id=item.source_id, kind=item.kind,
+                        chat=item.chat, chat_title=item.chat_title, sender_id=person_id,
+                        sender_name=item.sender, text=item.text, occurred_at=item.occurred_at,
+                        direction=Direction.outbound if person_id == owner_id else Direction.inbound,
+                        visibility=item.visibility or default_visibility, raw=item.raw,
+                        ingested_at=datetime.now(UTC),
+                    )
+                )
+            inserted_ids = self._insert_ignoring_duplicates(session, values)
+            session.commit()
+            rows = session.scalars(select(L0Item).where(L0Item.id.in_(inserted_ids))).all() if inserted_ids else []
+            return sorted(rows, key=lambda row: row.id)
+
+    def _insert_ignoring_duplicates(self, session: Session, values: list[dict]) -> list[int]:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for row in values:  # the same source id twice in one batch counts once
+            key = (row["source"], row["source_id"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(row)
+        statement = (
+            dialect.insert(L0Item)
+            .on_conflict_do_nothing(index_elements=["twin_id", "source", "source_id"])
+            .returning(L0Item.id)
+        )
+        return [row[0] for row in session.execute(statement, unique).all()]
+
+    def _index(self, rows: list[L0Item]) -> None:
+        if not rows:
+            return
+        texts = [index_text(row) for row in rows]
+        dense = self.embedder.embed(texts)
+        self.index.upsert(
+            [
+                IndexedPoint(
+                    id=row.id, dense=vector, sparse=self.lexical.document(text), twin_id=row.twin_id,
+                    visibility=row.visibility, chat=row.chat, timestamp=epoch(row.occurred_at),
+                )
+                for row, text, vector in zip(rows, texts, dense)
+            ]
+        )
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, ids: list[int]) -> dict[int, L0Item]:
+        """Items by id (missing ids are left out)."""
+        if not ids:
+            return {}
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.scalars(select(L0Item).where(L0Item.id.in_(ids))).all()
+            return {row.id: row for row in rows}
+
+    def reindex(self, batch_size: int = 512, progress=None) -> int:  # noqa: ANN001 - a callable(n)
+        """Rebuild the vector index from SQL; returns the number of items indexed."""
+        self.index.clear()
+        done = 0
+        with Session(self.engine, expire_on_commit=False) as session:
+            last_id = 0
+            while True:
+                query = select(L0Item).where(L0Item.id > last_id).order_by(L0Item.id).limit(batch_size)
+                rows = session.scalars(query).all()
+                if not rows:
+                    break
+                self._index(list(rows))
+                last_id = rows[-1].id
+                done += len(rows)
+                if progress:
+                    progress(len(rows))
+        self.index.compact()
+        return done
+
+    def count_by_source(self, twin_id: int | None = None) -> dict[str, int]:
+        """L0 item counts per source."""
+        query = select(L0Item.source, func.count()).group_by(L0Item.source)
+        if twin_id is not None:
+            query = query.where(L0Item.twin_id == twin_id)
+        with Session(self.engine) as session:
+            return {source: count for source, count in session.execute(query).all()}
+
+    def count(self, twin_id: int | None = None) -> int:
+        """All L0 items (of one twin)."""
+        return sum(self.count_by_source(twin_id).values())

@@ -1,0 +1,102 @@
+"""The relational schema. Every row belongs to a twin, so one deployment can hold several owners."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Visibility(StrEnum):
+    """Who may see an item: the owner only, the owner's contacts, or anyone."""
+
+    private = "private"
+    contacts = "contacts"
+    public = "public"
+
+
+class Direction(StrEnum):
+    """Whether the owner (or the twin for the owner) sent the item, or received it."""
+
+    inbound = "in"
+    outbound = "out"
+
+
+class ItemKind(StrEnum):
+    """What an L0 item is."""
+
+    message = "message"
+    document = "document"
+
+
+class Twin(SQLModel, table=True):
+    """One owner and everything the twin keeps for them."""
+
+    __tablename__ = "twins"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(unique=True, index=True, max_length=64)
+    display_name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Person(SQLModel, table=True):
+    """Someone the twin knows of: the owner, a contact, or a stranger; one person across platforms."""
+
+    __tablename__ = "people"
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+    display_name: str = Field(max_length=200)
+    is_owner: bool = False
+    trust: str = Field(default="stranger", max_length=16, description="owner, contact or stranger")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Identity(SQLModel, table=True):
+    """A person's account on one platform (or in one import source)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("twin_id", "platform", "external_id", name="uq_identity_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+    person_id: int = Field(foreign_key="people.id", index=True)
+    platform: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    display_name: str | None = Field(default=None, max_length=200)
+
+
+class L0Item(SQLModel, table=True):
+    """Raw memory: one message or document chunk, verbatim, with where and when it came from."""
+
+    __tablename__ = "l0_items"
+    __table_args__ = (
+        UniqueConstraint("twin_id", "source", "source_id", name="uq_l0_source"),
+        Index("ix_l0_twin_chat_time", "twin_id", "chat", "occurred_at"),
+        Index("ix_l0_twin_time", "twin_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id")
+    source: str = Field(max_length=32, description="telegram, slack, jsonl, notes, console, ...")
+    source_id: str = Field(max_length=512, description="Unique within the source: redelivery adds nothing.")
+    kind: ItemKind = Field(default=ItemKind.message, sa_type=String(16))
+    chat: str = Field(max_length=255)
+    chat_title: str | None = Field(default=None, max_length=255)
+    sender_id: int | None = Field(default=None, foreign_key="people.id", index=True)
+    sender_name: str = Field(max_length=200)
+    direction: Direction = Field(default=Direction.inbound, sa_type=String(4))
+    visibility: Visibility = Field(default=Visibility.private, sa_type=String(16))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

@@ -1,0 +1,91 @@
+"""Hybrid retrieval: BM25 and dense hits from the vector index, fused by weighted reciprocal rank."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.items import AUDIENCE_VISIBILITY
+from storage.memory import MemoryStore, epoch
+from storage.models import L0Item
+from storage.vectors import Hit, IndexQuery, VectorFilter
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Which items a search may return: one twin, what an audience may see, some chats, a time range."""
+
+    twin_id: int
+    audience: str = "owner"
+    chats: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def vector_filter(self) -> VectorFilter:
+        """The same scope as an index filter."""
+        return VectorFilter(
+            twin_id=self.twin_id,
+            visibilities=tuple(str(v) for v in AUDIENCE_VISIBILITY[self.audience]),
+            chats=self.chats,
+            since=epoch(self.since) if self.since else None,
+            until=epoch(self.until) if self.until else None,
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One L0 item found, with its fused score."""
+
+    item: L0Item
+    score: float
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """How much each ranking counts in the fusion, and RRF's rank constant."""
+
+    lexical: float = 1.0
+    dense: float = 1.0
+    rrf_k: int = 60
+    depth: int = 50  # hits taken from each ranking before fusing
+
+
+def reciprocal_rank_fusion(rankings: Sequence[tuple[list[Hit], float]], k: int) -> list[Hit]:
+    """Weighted RRF: each list adds weight / (k + rank) to the items it holds."""
+    scores: dict[int, float] = {}
+    for hits, weight in rankings:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+    return [Hit(id, score) for id, score in sorted(scores.items(), key=lambda pair: -pair[1])]
+
+
+class HybridSearcher:
+    """Searches L0 by words and by meaning within a scope."""
+
+    def __init__(self, store: MemoryStore, weights: FusionWeights | None = None) -> None:
+        self._store = store
+        self.weights = weights or FusionWeights()
+
+    def search(self, query: str, scope: SearchScope, k: int = 10, mode: str = "hybrid") -> list[SearchResult]:
+        """The top k items for the query: mode is hybrid, lexical or dense."""
+        ranked = self.rank(query, scope, mode)[:k]
+        rows = self._store.get([hit.id for hit in ranked])
+        return [SearchResult(rows[hit.id], hit.score) for hit in ranked if hit.id in rows]
+
+    def rank(self, query: str, scope: SearchScope, mode: str = "hybrid") -> list[Hit]:
+        """Item ids, best first, without loading the rows."""
+        if mode not in ("hybrid", "lexical", "dense"):
+            raise ValueError(f"unknown search mode {mode!r}: use hybrid, lexical or dense")
+        dense = self._store.embedder.embed([query])[0] if mode != "lexical" else None
+        sparse = self._store.lexical.query(query) if mode != "dense" else None
+        dense_hits, sparse_hits = self._store.index.search(
+            IndexQuery(dense=dense, sparse=sparse, filter=scope.vector_filter(), limit=self.weights.depth)
+        )
+        if mode == "dense":
+            return dense_hits
+        if mode == "lexical":
+            return sparse_hits
+        return reciprocal_rank_fusion(
+            [(sparse_hits, self.weights.lexical), (dense_hits, self.weights.dense)], self.weights.rrf_k
+        )

@@ -1,0 +1,1 @@
+"""The L2 training loop: synthesize, select, train, evaluate, deploy."""

