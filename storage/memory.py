@@ -210,6 +210,21 @@ class MemoryStore:
         self.index.compact()
         return done
 
+    def sync_index(self) -> int:
+        """Index the SQL rows the vector index lacks (after a crash between commit and upsert)."""
+        with Session(self.engine) as session:
+            total = session.scalar(select(func.count()).select_from(L0Item)) or 0
+        if total == self.index.count():
+            return 0
+        missing = set(self._all_ids()) - self.index.ids()
+        for start in range(0, len(missing), 512):
+            self._index(list(self.get(sorted(missing)[start : start + 512]).values()))
+        return len(missing)
+
+    def _all_ids(self) -> list[int]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(L0Item.id)))
+
     def count_by_source(self, twin_id: int | None = None) -> dict[str, int]:
         """L0 item counts per source."""
         query = select(L0Item.source, func.count()).group_by(L0Item.source)

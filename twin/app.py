@@ -60,6 +60,7 @@ def open_twin(settings: Settings) -> Iterator[TwinApp]:
     store = MemoryStore(engine, index, embedder, Bm25Encoder())
     try:
         twin = store.ensure_twin(settings.owner, settings.owner_name)
+        store.sync_index()
         yield TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
     finally:
         index.close()

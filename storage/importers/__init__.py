@@ -1,0 +1,100 @@
+"""Importers for the formats people export their history in, and the one path every import takes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.errors import ImportFormatError
+from storage.importers.base import Importer, Rejected
+from storage.importers.jsonl import JsonlImporter
+from storage.items import NewItem
+from storage.memory import MemoryStore
+from storage.models import Visibility
+
+
+def registry() -> dict[str, Importer]:
+    """Every importer by format name, in detection order."""
+    from storage.importers.notes import NotesImporter
+    from storage.importers.slack import SlackImporter
+    from storage.importers.telegram import TelegramImporter
+
+    importers: list[Importer] = [TelegramImporter(), SlackImporter(), JsonlImporter(), NotesImporter()]
+    return {importer.name: importer for importer in importers}
+
+
+def detect_format(path: Path) -> Importer:
+    """The importer whose format the path is in; ImportFormatError if none recognises it."""
+    if not path.exists():
+        raise ImportFormatError(str(path), "path", "no such file or folder")
+    for importer in registry().values():
+        if importer.detect(path):
+            return importer
+    raise ImportFormatError(
+        str(path), "format", "not a JSONL file, Telegram export, Slack export or folder of notes; pass --format"
+    )
+
+
+@dataclass
+class ImportReport:
+    """The counts an import ends with."""
+
+    path: str
+    format: str
+    added: int = 0
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def read_all(path: Path, importer: Importer, skip_invalid: bool) -> tuple[list[NewItem], list[Rejected]]:
+    """Parse the whole file before anything is written: a malformed entry raises unless skip_invalid."""
+    items: list[NewItem] = []
+    rejected: list[Rejected] = []
+    for entry in importer.read(path):
+        if isinstance(entry, Rejected):
+            if not skip_invalid:
+                raise ImportFormatError(entry.path, entry.location, entry.problem)
+            rejected.append(entry)
+        else:
+            items.append(entry)
+    return items, rejected
+
+
+def import_path(
+    store: MemoryStore,
+    twin_id: int,
+    path: Path,
+    format: str = "auto",
+    visibility: Visibility | None = None,
+    default_visibility: Visibility = Visibility.private,
+    skip_invalid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 512,
+) -> ImportReport:
+    """Import a file or folder into L0; re-importing adds nothing; a malformed file writes nothing."""
+    importers = registry()
+    if format == "auto":
+        importer = detect_format(path)
+    elif format in importers:
+        importer = importers[format]
+    else:
+        raise ImportFormatError(str(path), "format", f"unknown format {format!r}; one of {', '.join(importers)}")
+    items, rejected = read_all(path, importer, skip_invalid)
+    if visibility is not None:  # an explicit --visibility wins over what the file says
+        items = [_with_visibility(item, visibility) for item in items]
+    report = ImportReport(path=str(path), format=importer.name, rejected=rejected)
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        result = store.add(twin_id, batch, default_visibility=default_visibility, batch_size=batch_size)
+        report.added += result.added
+        report.duplicates += result.duplicates
+        if progress:
+            progress(len(batch), len(items))
+    return report
+
+
+def _with_visibility(item: NewItem, visibility: Visibility) -> NewItem:
+    from dataclasses import replace
+
+    return replace(item, visibility=visibility)

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints figures and records them; none is a timed test."""

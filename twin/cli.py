@@ -1,0 +1,254 @@
+"""The `twin` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from storage.errors import ImportFormatError, StorageError
+from storage.search import SearchResult, SearchScope
+from twin.settings import Settings
+
+app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+out = Console()
+
+
+class ImportFormat(StrEnum):
+    auto = "auto"
+    jsonl = "jsonl"
+    telegram = "telegram"
+    slack = "slack"
+    notes = "notes"
+
+
+class VisibilityOption(StrEnum):
+    private = "private"
+    contacts = "contacts"
+    public = "public"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a clear message and exit code 2."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        console.print(f"[red]Invalid settings:[/red]\n{error}")
+        raise typer.Exit(2) from error
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error on stderr and exit."""
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def progress_bar() -> Progress:
+    """The one progress bar style every long command uses (on stderr)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")],
+    format: Annotated[ImportFormat, typer.Option("--format", "-f", help="Input format.")] = ImportFormat.auto,
+    visibility: Annotated[
+        VisibilityOption | None, typer.Option(help="Visibility for every imported item (default: the file's, else private).")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip malformed entries (reported) instead of importing nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import history into raw memory (L0). Re-importing the same file adds nothing."""
+    from storage.importers import import_path
+    from twin.app import open_twin
+
+    settings = load_settings()
+    with open_twin(settings) as twin, progress_bar() as bar:
+        task = bar.add_task(f"importing {path.name}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, advance=done, total=total)
+
+        try:
+            report = import_path(
+                twin.store, twin.twin.id, path, format=format.value,
+                visibility=visibility.value if visibility else None,
+                default_visibility=settings.default_visibility, skip_invalid=skip_invalid, progress=advance,
+            )
+        except ImportFormatError as error:
+            fail(f"{error}\nNothing was imported from this file.")
+    for rejected in report.rejected[:20]:
+        console.print(f"[yellow]rejected[/yellow] {rejected}")
+    summary = {"path": report.path, "format": report.format, "added": report.added,
+               "duplicates": report.duplicates, "rejected": len(report.rejected)}
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(f"{report.format}: {report.added} added, {report.duplicates} skipped as duplicates, "
+                  f"{len(report.rejected)} rejected")
+
+
+def _result_json(result: SearchResult) -> dict:
+    item = result.item
+    return {"id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
+            "sender": item.sender_name, "time": item.occurred_at.isoformat(), "visibility": item.visibility,
+            "score": round(result.score, 6), "text": item.text}
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")] = 10,
+    chat: Annotated[str | None, typer.Option(help="Only this chat.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only items at or after this time.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only items at or before this time.")] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, lexical or dense.")] = "hybrid",
+    batch: Annotated[Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search raw memory by words and meaning."""
+    from twin.app import open_twin
+
+    if (query is None) == (batch is None):
+        fail("give a QUERY or --batch FILE (one of the two)", 2)
+    with open_twin(load_settings()) as twin:
+        if batch is not None:
+            _search_batch(twin, batch, mode)
+            return
+        scope = SearchScope(twin.twin.id, chats=(chat,) if chat else None, since=since, until=until)
+        results = twin.searcher.search(query or "", scope, k=k, mode=mode)
+    if as_json:
+        out.print_json(json.dumps([_result_json(r) for r in results]))
+        return
+    table = Table("id", "source", "chat", "sender", "time", "score", "text", show_lines=False)
+    for r in results:
+        table.add_row(str(r.item.id), r.item.source, r.item.chat, r.item.sender_name,
+                      r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
+    out.print(table)
+
+
+def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinApp
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"{path}: {error}", 2)
+    requests = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+                raise ValueError("expected an object with a string 'query'")
+        except ValueError as error:
+            fail(f"{path}: line {number}: {error}", 2)
+        requests.append(request)
+    for request in requests:
+        chat = request.get("chat")
+        scope = SearchScope(twin.twin.id, chats=(str(chat),) if chat else None)
+        results = twin.searcher.search(request["query"], scope, k=int(request.get("k", 10)), mode=mode)
+        sys.stdout.write(json.dumps({"query": request["query"], "results": [_result_json(r) for r in results]}) + "\n")
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts per layer and source, and store sizes."""
+    from twin.app import open_twin
+
+    settings = load_settings()
+    with open_twin(settings) as twin:
+        by_source = twin.store.count_by_source(twin.twin.id)
+        report = {
+            "twin": twin.twin.handle,
+            "l0": {"total": sum(by_source.values()), "by_source": by_source},
+            "vectors": {"points": twin.store.index.count(), "bytes": twin.store.index.disk_bytes()},
+            "database": {"url": _redact(settings.resolved_database_url), "bytes": _database_bytes(settings)},
+            "data_dir": str(settings.data_dir),
+        }
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table("layer", "source", "items")
+    for source, count in sorted(by_source.items()):
+        table.add_row("L0", source, str(count))
+    table.add_row("L0", "[b]total[/b]", str(report["l0"]["total"]))
+    out.print(table)
+    out.print(f"vector index: {report['vectors']['points']} points, {report['vectors']['bytes'] / 1e6:.1f} MB")
+    out.print(f"database: {report['database']['url']} ({report['database']['bytes'] / 1e6:.1f} MB)")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _database_bytes(settings: Settings) -> int:
+    if settings.database_url:
+        return 0
+    base = settings.data_dir / "twin.db"
+    return sum(p.stat().st_size for p in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if p.exists())
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the vector index from the database (the source of truth)."""
+    from twin.app import open_twin
+
+    with open_twin(load_settings()) as twin, progress_bar() as bar:
+        task = bar.add_task("reindexing", total=twin.store.count())
+        done = twin.store.reindex(progress=lambda n: bar.update(task, advance=n))
+    out.print(f"reindexed {done} items")
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Retrieval quality on LoCoMo: hybrid against plain BM25 and dense, any@k and all@k."""
+    from twin.bench.retrieval import run_retrieval_bench
+
+    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    n: Annotated[int, typer.Option("--n", min=1000, help="Synthetic messages to ingest.")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Ingest throughput and search latency at 10k and N items, peak memory."""
+    from twin.bench.scale import run_scale_bench
+
+    run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
+
+
+def main() -> None:
+    """Entry point that turns our storage errors into clean exits."""
+    try:
+        app()
+    except StorageError as error:
+        fail(str(error))
+
+
+if __name__ == "__main__":
+    main()
