@@ -15,6 +15,7 @@ from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher
 from storage.vectors import EdgeVectorIndex
+from postgres import PostgresCluster, PostgresUnavailable, start_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -35,10 +36,15 @@ def embedder() -> SentenceTransformerEmbedder:
     return model
 
 
-@pytest.fixture
-def store(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> Iterator[MemoryStore]:
-    """A real SQLite database and embedded qdrant-edge index in a temporary folder."""
-    engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[MemoryStore]:
+    """A real database (a SQLite file, or a fresh PostgreSQL database) and a qdrant-edge index in a temp folder."""
+    if request.param == "postgresql":
+        engine = create_database_engine(request.getfixturevalue("postgres_database"))
+    else:
+        engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
     migrate(engine)
     index = EdgeVectorIndex(tmp_path / "vectors", embedder.dim)
     yield MemoryStore(engine, index, embedder, Bm25Encoder())
@@ -56,3 +62,31 @@ def twin(store: MemoryStore) -> Twin:
 def searcher(store: MemoryStore) -> HybridSearcher:
     """Hybrid search over the store."""
     return HybridSearcher(store)
+
+
+# -- PostgreSQL: one throwaway cluster per session, one fresh database per test ---------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster on a free 127.0.0.1 port, removed at the end; skips without binaries."""
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as error:
+        pytest.skip(f"PostgreSQL not available: {error}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """SQLAlchemy URL (postgresql+psycopg://) of a database created in the session's cluster."""
+    return postgres_cluster.url(postgres_cluster.create_database("twin_session"))
+
+
+@pytest.fixture
+def postgres_database(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """URL of a new, empty database in the session's cluster, dropped after the test."""
+    name = postgres_cluster.create_database()
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)

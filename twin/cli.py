@@ -218,6 +218,34 @@ def reindex() -> None:
     out.print(f"reindexed {done} items")
 
 
+@app.command()
+def run() -> None:
+    """Start the twin on the configured stores; with a terminal, a prompt that searches memory."""
+    from twin.app import open_twin
+
+    settings = load_settings()
+    with open_twin(settings) as twin:
+        total = twin.store.count(twin.twin.id)
+        out.print(f"[b]Twin[/b] for {twin.twin.display_name} ({twin.twin.handle}): {total} items in memory, "
+                  f"data in {settings.data_dir}")
+        if total == 0:
+            out.print("Memory is empty: `twin import PATH` brings in a JSONL file, a Telegram or Slack export, "
+                      "or a folder of notes.")
+        if not sys.stdin.isatty():
+            return
+        out.print("Type to search memory (Ctrl-D to quit).")
+        scope = SearchScope(twin.twin.id)
+        while True:
+            try:
+                query = input("twin> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                return
+            for r in twin.searcher.search(query, scope, k=5) if query else []:
+                out.print(f"[dim]{r.item.occurred_at:%Y-%m-%d %H:%M} {r.item.chat}[/dim] "
+                          f"[b]{r.item.sender_name}[/b]: {r.item.text[:300]}")
+
+
 @bench_app.command("retrieval")
 def bench_retrieval(
     data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],

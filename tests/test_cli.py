@@ -1,0 +1,124 @@
+"""The `twin` command end to end, in-process, on a temporary data directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from twin.cli import app
+
+MESSAGES = [
+    {"id": 1, "chat": "family", "sender": "Ada", "text": "Our cat Tom knocked over the aquarium again",
+     "timestamp": "2024-03-01T09:00:00Z"},
+    {"id": 2, "chat": "family", "sender": "Bob", "text": "We should book the ferry to Hydra for June",
+     "timestamp": "2024-03-01T09:05:00+02:00", "visibility": "public"},
+    {"id": 1, "chat": "work", "sender": "Cleo", "text": "The quarterly report draft is in the shared folder",
+     "timestamp": "2024-03-02T14:00:00Z"},
+]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_every_command_has_help(runner: CliRunner) -> None:
+    for command in (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["bench", "retrieval"], ["bench", "scale"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Usage" in result.output
+
+
+def test_import_search_stats_and_reimport(runner: CliRunner, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "history.jsonl", MESSAGES)
+
+    first = runner.invoke(app, ["import", str(source), "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout) == {"path": str(source), "format": "jsonl", "added": 3, "duplicates": 0,
+                                        "rejected": 0}
+    again = runner.invoke(app, ["import", str(source), "--json"])
+    assert json.loads(again.stdout)["added"] == 0
+    assert json.loads(again.stdout)["duplicates"] == 3
+
+    found = runner.invoke(app, ["search", "ferry trip to the island", "--k", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    [hit] = json.loads(found.stdout)
+    assert hit["text"].startswith("We should book the ferry")
+    assert hit["chat"] == "family" and hit["sender"] == "Bob" and hit["visibility"] == "public"
+    assert hit["time"] == "2024-03-01T07:05:00+00:00"  # stored as UTC
+
+    only_work = runner.invoke(app, ["search", "cat aquarium", "--chat", "work", "--json"])
+    assert [r["chat"] for r in json.loads(only_work.stdout)] == ["work"]
+
+    stats = json.loads(runner.invoke(app, ["stats", "--json"]).stdout)
+    assert stats["l0"] == {"total": 3, "by_source": {"jsonl": 3}}
+    assert stats["vectors"]["points"] == 3
+
+
+def test_search_batch_answers_one_line_per_query(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES))])
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"query": "report draft", "k": 1},
+                                                 {"query": "cat", "k": 2, "chat": "family"}])
+    result = runner.invoke(app, ["search", "--batch", str(queries)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["report draft", "cat"]
+    assert lines[0]["results"][0]["chat"] == "work" and len(lines[0]["results"]) == 1
+    assert {r["chat"] for r in lines[1]["results"]} == {"family"}
+
+
+def test_malformed_file_names_the_line_and_imports_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "good.jsonl", MESSAGES))])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**MESSAGES[0], "id": 7}) + "\n" + '{"id": 8, "chat": "x"\n', encoding="utf-8")
+
+    result = runner.invoke(app, ["import", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.jsonl: line 2: invalid JSON" in result.stderr
+    assert json.loads(runner.invoke(app, ["stats", "--json"]).stdout)["l0"]["total"] == 3
+
+    skipped = runner.invoke(app, ["import", str(bad), "--skip-invalid", "--json"])
+    assert json.loads(skipped.stdout)["added"] == 1
+    assert json.loads(skipped.stdout)["rejected"] == 1
+
+
+def test_invalid_settings_get_a_clear_message(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_DATABASE_URL", "mysql://nope")
+    result = runner.invoke(app, ["stats"])
+    assert result.exit_code == 2
+    assert "TWIN_DATABASE_URL must be a sqlite:// or postgresql:// URL" in result.stderr
+
+
+def test_search_needs_a_query_or_a_batch(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["search"])
+    assert result.exit_code == 2
+    assert "give a QUERY or --batch FILE" in result.stderr
+
+
+def test_reindex_rebuilds_from_the_database(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES))])
+    vectors = tmp_path / "data" / "vectors"
+    import shutil
+
+    shutil.rmtree(vectors)  # a lost index is rebuilt from SQL, the source of truth
+    result = runner.invoke(app, ["reindex"])
+    assert result.exit_code == 0, result.output
+    assert "reindexed 3 items" in result.stdout
+    found = json.loads(runner.invoke(app, ["search", "quarterly report", "--k", "1", "--json"]).stdout)
+    assert found[0]["chat"] == "work"
+
+
+def test_run_reports_memory_and_exits_without_a_terminal(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES))])
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 0, result.output
+    assert "3 items in memory" in result.stdout
