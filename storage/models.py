@@ -7,12 +7,30 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite drops the offset; this puts it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Visibility(StrEnum):
@@ -45,7 +63,7 @@ class Twin(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     handle: str = Field(unique=True, index=True, max_length=64)
     display_name: str = Field(max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Person(SQLModel, table=True):
@@ -58,7 +76,7 @@ class Person(SQLModel, table=True):
     display_name: str = Field(max_length=200)
     is_owner: bool = False
     trust: str = Field(default="stranger", max_length=16, description="owner, contact or stranger")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Identity(SQLModel, table=True):
@@ -97,6 +115,6 @@ class L0Item(SQLModel, table=True):
     direction: Direction = Field(default=Direction.inbound, sa_type=String(4))
     visibility: Visibility = Field(default=Visibility.private, sa_type=String(16))
     text: str = Field(sa_column=Column(Text, nullable=False))
-    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
-    ingested_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

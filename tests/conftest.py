@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres import PostgresCluster, PostgresUnavailable, start_cluster
 
 from storage.database import create_database_engine, migrate
 from storage.embeddings import SentenceTransformerEmbedder
@@ -15,7 +16,6 @@ from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher
 from storage.vectors import EdgeVectorIndex
-from postgres import PostgresCluster, PostgresUnavailable, start_cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -40,7 +40,7 @@ def embedder() -> SentenceTransformerEmbedder:
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[MemoryStore]:
-    """A real database (a SQLite file, or a fresh PostgreSQL database) and a qdrant-edge index in a temp folder."""
+    """A real database (a SQLite file or a fresh PostgreSQL database) and a qdrant-edge index in tmp_path."""
     if request.param == "postgresql":
         engine = create_database_engine(request.getfixturevalue("postgres_database"))
     else:

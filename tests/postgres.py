@@ -39,7 +39,7 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 
 def find_bindir() -> Path:
-    """The folder holding `initdb` and `pg_ctl`: PG_BINDIR, then PATH, then the usual places (newest first)."""
+    """The folder holding initdb and pg_ctl: PG_BINDIR, then PATH, then the usual places (newest first)."""
     candidates: list[str] = []
     if os.environ.get("PG_BINDIR"):
         candidates.append(os.environ["PG_BINDIR"])
@@ -50,7 +50,11 @@ def find_bindir() -> Path:
         candidates.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
     for candidate in candidates:
         folder = Path(candidate)
-        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file() and (folder / "postgres").is_file():
+        if (
+            (folder / "initdb").is_file()
+            and (folder / "pg_ctl").is_file()
+            and (folder / "postgres").is_file()
+        ):
             return folder
     raise PostgresUnavailable(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, in PG_BINDIR or in "
@@ -120,7 +124,9 @@ class PostgresCluster:
         from psycopg import sql
 
         with self._admin() as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
         self._databases.discard(name)
 
     def stop(self) -> None:
@@ -147,7 +153,7 @@ def _run(cluster: PostgresCluster, program: str, *args: str) -> subprocess.Compl
 
 
 def start_cluster(attempts: int = 3) -> PostgresCluster:
-    """initdb a fresh cluster in a temp folder and start it on a free port (retrying if the port was taken)."""
+    """initdb a fresh cluster in a temp folder and start it on a free port (retried if the port was taken)."""
     bindir = find_bindir()
     user = _server_user()
     root = Path(tempfile.mkdtemp(prefix="twin-pg-"))
@@ -156,8 +162,18 @@ def start_cluster(attempts: int = 3) -> PostgresCluster:
     cluster = PostgresCluster(bindir=bindir, root=root, port=0, user=user)
     try:
         _run(
-            cluster, "initdb", "-D", str(cluster.data_dir), "--username", SUPERUSER, "--auth", "trust",
-            "--encoding", "UTF8", "--no-locale", "--no-sync",
+            cluster,
+            "initdb",
+            "-D",
+            str(cluster.data_dir),
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
         )
         for attempt in range(attempts):
             cluster.port = free_port()
@@ -177,12 +193,27 @@ def _start(cluster: PostgresCluster) -> None:
     # Durability is pointless for a throwaway cluster: fsync off makes CREATE DATABASE and commits fast.
     options = " ".join(
         (
-            "-c listen_addresses=127.0.0.1", f"-p {cluster.port}", f"-c unix_socket_directories={cluster.root}",
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c timezone=UTC",
+            "-c listen_addresses=127.0.0.1",
+            f"-p {cluster.port}",
+            f"-c unix_socket_directories={cluster.root}",
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            "-c timezone=UTC",
             "-c max_connections=200",
         )
     )
     _run(
-        cluster, "pg_ctl", "start", "-D", str(cluster.data_dir), "-w", "-t", "60",
-        "-l", str(cluster.root / "server.log"), "-o", options,
+        cluster,
+        "pg_ctl",
+        "start",
+        "-D",
+        str(cluster.data_dir),
+        "-w",
+        "-t",
+        "60",
+        "-l",
+        str(cluster.root / "server.log"),
+        "-o",
+        options,
     )

@@ -122,3 +122,11 @@ def test_run_reports_memory_and_exits_without_a_terminal(runner: CliRunner, tmp_
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.output
     assert "3 items in memory" in result.stdout
+
+
+def test_me_marks_the_owners_messages_as_outbound(runner: CliRunner, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "h.jsonl", MESSAGES)
+    assert runner.invoke(app, ["import", str(source), "--me", "Ada"]).exit_code == 0
+    found = json.loads(runner.invoke(app, ["search", "cat aquarium ferry report", "--k", "3", "--json"]).stdout)
+    directions = {hit["sender"]: hit["direction"] for hit in found}
+    assert directions == {"Ada": "out", "Bob": "in", "Cleo": "in"}

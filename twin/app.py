@@ -35,7 +35,10 @@ def build_embedder(settings: Settings) -> Embedder:
         key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None
         return OpenAIEmbedder(client, settings.embedding_model, settings.embedding_dim or 0,
                               settings.embedding_batch_size, key)
-    return SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_batch_size)
+    return SentenceTransformerEmbedder(
+        settings.embedding_model, settings.embedding_batch_size,
+        cache_dir=settings.cache_dir / "models", quantize=settings.embedding_quantize,
+    )
 
 
 def build_index(settings: Settings, dim: int) -> VectorIndex:

@@ -73,6 +73,9 @@ def import_command(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Skip malformed entries (reported) instead of importing nothing.")
     ] = False,
+    me: Annotated[
+        list[str] | None, typer.Option("--me", help="The owner's sender id in this file (repeatable), e.g. user111.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import history into raw memory (L0). Re-importing the same file adds nothing."""
@@ -91,6 +94,7 @@ def import_command(
                 twin.store, twin.twin.id, path, format=format.value,
                 visibility=visibility.value if visibility else None,
                 default_visibility=settings.default_visibility, skip_invalid=skip_invalid, progress=advance,
+                owner_ids=tuple(me or ()) + tuple(settings.owner_ids),
             )
         except ImportFormatError as error:
             fail(f"{error}\nNothing was imported from this file.")
@@ -108,7 +112,8 @@ def import_command(
 def _result_json(result: SearchResult) -> dict:
     item = result.item
     return {"id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
-            "sender": item.sender_name, "time": item.occurred_at.isoformat(), "visibility": item.visibility,
+            "sender": item.sender_name, "direction": item.direction, "time": item.occurred_at.isoformat(),
+            "visibility": item.visibility,
             "score": round(result.score, 6), "text": item.text}
 
 

@@ -13,6 +13,8 @@ from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Visibility
 
+NOTES_AUTHOR = "notes"  # the sender id the notes importer gives every chunk: the owner
+
 
 def registry() -> dict[str, Importer]:
     """Every importer by format name, in detection order."""
@@ -71,8 +73,13 @@ def import_path(
     skip_invalid: bool = False,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 512,
+    owner_ids: tuple[str, ...] = (),
 ) -> ImportReport:
-    """Import a file or folder into L0; re-importing adds nothing; a malformed file writes nothing."""
+    """Import a file or folder into L0; re-importing adds nothing; a malformed file writes nothing.
+
+    `owner_ids` are the owner's sender ids in this file (its messages are then outbound); notes are
+    always the owner's own writing.
+    """
     importers = registry()
     if format == "auto":
         importer = detect_format(path)
@@ -84,6 +91,7 @@ def import_path(
     if visibility is not None:  # an explicit --visibility wins over what the file says
         items = [_with_visibility(item, visibility) for item in items]
     report = ImportReport(path=str(path), format=importer.name, rejected=rejected)
+    _link_owner(store, twin_id, items, owner_ids)
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         result = store.add(twin_id, batch, default_visibility=default_visibility, batch_size=batch_size)
@@ -92,6 +100,14 @@ def import_path(
         if progress:
             progress(len(batch), len(items))
     return report
+
+
+def _link_owner(store: MemoryStore, twin_id: int, items: list[NewItem], owner_ids: tuple[str, ...]) -> None:
+    owner = store.owner(twin_id)
+    accounts = {(item.source, item.sender_id or item.sender) for item in items}
+    for source, sender in accounts:
+        if sender in owner_ids or (source == "notes" and sender == NOTES_AUTHOR):
+            store.link_identity(twin_id, owner.id, source, sender, owner.display_name)
 
 
 def _with_visibility(item: NewItem, visibility: Visibility) -> NewItem:

@@ -1,0 +1,81 @@
+"""Migrations on an empty SQLite file and an empty PostgreSQL database: at head, idempotent, = models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+from sqlmodel import SQLModel
+
+import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
+from storage.database import alembic_config, create_database_engine, current_revision, migrate
+
+HEAD = "0001"
+TABLES = {"twins", "people", "identities", "l0_items"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_database")
+    else:
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = create_database_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _schema_differences(engine: Engine) -> list:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def test_head_is_the_only_head() -> None:
+    heads = ScriptDirectory.from_config(alembic_config(create_database_engine("sqlite://"))).get_heads()
+    assert heads == [HEAD]
+
+
+def test_migrate_creates_the_schema_at_head(empty_engine: Engine) -> None:
+    assert current_revision(empty_engine) is None
+    assert set(inspect(empty_engine).get_table_names()) == set()
+    migrate(empty_engine)
+    assert current_revision(empty_engine) == HEAD
+    assert set(inspect(empty_engine).get_table_names()) == TABLES | {"alembic_version"}
+
+
+def test_second_migrate_is_a_no_op(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+    before = _snapshot(empty_engine)
+    migrate(empty_engine)
+    assert current_revision(empty_engine) == HEAD
+    assert _snapshot(empty_engine) == before
+
+
+def _snapshot(engine: Engine) -> dict:
+    """Tables with their columns and indexes, and the stored revision rows."""
+    inspector = inspect(engine)
+    with engine.connect() as connection:
+        versions = [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    return {
+        "versions": versions,
+        "tables": {
+            name: (
+                [column["name"] for column in inspector.get_columns(name)],
+                sorted(index["name"] for index in inspector.get_indexes(name)),
+            )
+            for name in inspector.get_table_names()
+        },
+    }
+
+
+def test_models_match_the_migrated_schema(empty_engine: Engine) -> None:
+    assert _schema_differences(empty_engine)  # an empty database differs: the comparison can fail
+    migrate(empty_engine)
+    assert _schema_differences(empty_engine) == []
