@@ -54,6 +54,7 @@ class MemoryStore:
         self.index = index
         self.embedder = embedder
         self.lexical = lexical
+        self._people_cache: dict[tuple[int, str, str], int] = {}  # (twin, platform, account) -> person
 
     # -- twins and people -------------------------------------------------------------------------
 
@@ -76,10 +77,14 @@ class MemoryStore:
             return session.scalars(query).one()
 
     def link_identity(self, twin_id: int, person_id: int, platform: str, external_id: str, name: str | None) -> None:
-        """Record that this platform account belongs to the person (no-op if already linked)."""
+        """Record that this platform account belongs to the person (moving it there if it was someone else's)."""
         with Session(self.engine) as session:
-            self._identity(session, twin_id, platform, external_id, name, person_id)
+            identity = self._identity(session, twin_id, platform, external_id, name, person_id)
+            if identity.person_id != person_id:
+                identity.person_id = person_id
+                session.add(identity)
             session.commit()
+        self._people_cache[(twin_id, platform, external_id)] = person_id
 
     def _identity(
         self, session: Session, twin_id: int, platform: str, external_id: str, name: str | None, person_id: int | None
@@ -101,15 +106,19 @@ class MemoryStore:
             session.flush()
         return identity
 
-    def _people(self, session: Session, twin_id: int, batch: list[NewItem]) -> dict[tuple[str, str], Identity]:
-        keys = {(item.source, item.sender_id or item.sender) for item in batch}
-        return {
-            key: self._identity(session, twin_id, key[0], key[1], self._name_for(batch, key), None) for key in keys
-        }
-
-    @staticmethod
-    def _name_for(batch: list[NewItem], key: tuple[str, str]) -> str:
-        return next(i.sender for i in batch if (i.source, i.sender_id or i.sender) == key)
+    def _people(self, session: Session, twin_id: int, batch: list[NewItem]) -> dict[tuple[str, str], int]:
+        """The person id of every sender in the batch, creating people for new accounts."""
+        people: dict[tuple[str, str], int] = {}
+        for item in batch:
+            key = (item.source, item.sender_id or item.sender)
+            if key in people:
+                continue
+            cached = self._people_cache.get((twin_id, *key))
+            if cached is None:
+                cached = self._identity(session, twin_id, key[0], key[1], item.sender, None).person_id
+                self._people_cache[(twin_id, *key)] = cached
+            people[key] = cached
+        return people
 
     # -- appending ---------------------------------------------------------------------------------
 
@@ -131,26 +140,27 @@ class MemoryStore:
         self, twin_id: int, owner_id: int, batch: list[NewItem], default_visibility: Visibility
     ) -> list[L0Item]:
         with Session(self.engine, expire_on_commit=False) as session:
-            identities = self._people(session, twin_id, batch)
-            values = []
-            for item in batch:
-                person_id = identities[(item.source, item.sender_id or item.sender)].person_id
-                values.append(
-                    dict(
-                        twin_id=twin_id, source=item.source, source_id=item.source_id, kind=item.kind,
-                        chat=item.chat, chat_title=item.chat_title, sender_id=person_id,
-                        sender_name=item.sender, text=item.text, occurred_at=item.occurred_at,
-                        direction=Direction.outbound if person_id == owner_id else Direction.inbound,
-                        visibility=item.visibility or default_visibility, raw=item.raw,
-                        ingested_at=datetime.now(UTC),
-                    )
-                )
-            inserted_ids = self._insert_ignoring_duplicates(session, values)
+            people = self._people(session, twin_id, batch)
+            values = [self._row(twin_id, owner_id, people, item, default_visibility) for item in batch]
+            inserted = self._insert_ignoring_duplicates(session, values)
             session.commit()
-            rows = session.scalars(select(L0Item).where(L0Item.id.in_(inserted_ids))).all() if inserted_ids else []
-            return sorted(rows, key=lambda row: row.id)
+        by_key = {(row["source"], row["source_id"]): row for row in values}
+        return [L0Item.model_construct(id=id, **by_key[key]) for id, key in sorted(inserted)]
 
-    def _insert_ignoring_duplicates(self, session: Session, values: list[dict]) -> list[int]:
+    @staticmethod
+    def _row(
+        twin_id: int, owner_id: int, people: dict[tuple[str, str], int], item: NewItem, default: Visibility
+    ) -> dict:
+        person_id = people[(item.source, item.sender_id or item.sender)]
+        return dict(
+            twin_id=twin_id, source=item.source, source_id=item.source_id, kind=item.kind, chat=item.chat,
+            chat_title=item.chat_title, sender_id=person_id, sender_name=item.sender, text=item.text,
+            occurred_at=item.occurred_at, raw=item.raw, ingested_at=datetime.now(UTC),
+            direction=Direction.outbound if person_id == owner_id else Direction.inbound,
+            visibility=item.visibility or default,
+        )
+
+    def _insert_ignoring_duplicates(self, session: Session, values: list[dict]) -> list[tuple[int, tuple[str, str]]]:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         seen: set[tuple[str, str]] = set()
         unique = []
@@ -162,24 +172,28 @@ class MemoryStore:
         statement = (
             dialect.insert(L0Item)
             .on_conflict_do_nothing(index_elements=["twin_id", "source", "source_id"])
-            .returning(L0Item.id)
+            .returning(L0Item.id, L0Item.source, L0Item.source_id)
         )
-        return [row[0] for row in session.execute(statement, unique).all()]
+        return [(id, (source, source_id)) for id, source, source_id in session.execute(statement, unique).all()]
 
     def _index(self, rows: list[L0Item]) -> None:
         if not rows:
             return
         texts = [index_text(row) for row in rows]
-        dense = self.embedder.embed(texts)
+        dense = self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
         self.index.upsert(
             [
                 IndexedPoint(
                     id=row.id, dense=vector, sparse=self.lexical.document(text), twin_id=row.twin_id,
                     visibility=row.visibility, chat=row.chat, timestamp=epoch(row.occurred_at),
                 )
-                for row, text, vector in zip(rows, texts, dense)
+                for row, text, vector in zip(rows, texts, dense, strict=True)
             ]
         )
+
+    def optimize_index(self) -> None:
+        """Build the index's search graph over what was added (after a bulk import, or now and then)."""
+        self.index.compact()
 
     # -- reading -----------------------------------------------------------------------------------
 

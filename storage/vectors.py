@@ -29,7 +29,7 @@ class IndexedPoint:
     """What the index keeps of one L0 item: its id, both vectors and the fields searches filter on."""
 
     id: int
-    dense: np.ndarray
+    dense: list[float]
     sparse: SparseVector
     twin_id: int
     visibility: str
@@ -127,7 +127,7 @@ class EdgeVectorIndex:
         batch = [
             qe.Point(
                 p.id,
-                {DENSE: p.dense.tolist(), SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)},
+                {DENSE: p.dense, SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)},
                 _payload(p),
             )
             for p in points
@@ -237,7 +237,7 @@ class QdrantServerIndex:
                 m.PointStruct(
                     id=p.id,
                     vector={
-                        DENSE: p.dense.tolist(),
+                        DENSE: p.dense,
                         SPARSE: m.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                     },
                     payload=_payload(p),

@@ -45,13 +45,13 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        console.print(f"[red]Invalid settings:[/red]\n{error}")
+        console.print(f"Invalid settings:\n{error}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from error
 
 
 def fail(message: str, code: int = 1) -> None:
     """Print an error on stderr and exit."""
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -99,7 +99,7 @@ def import_command(
         except ImportFormatError as error:
             fail(f"{error}\nNothing was imported from this file.")
     for rejected in report.rejected[:20]:
-        console.print(f"[yellow]rejected[/yellow] {rejected}")
+        console.print(f"rejected: {rejected}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     summary = {"path": report.path, "format": report.format, "added": report.added,
                "duplicates": report.duplicates, "rejected": len(report.rejected)}
     if as_json:

@@ -99,6 +99,8 @@ def import_path(
         report.duplicates += result.duplicates
         if progress:
             progress(len(batch), len(items))
+    if report.added:
+        store.optimize_index()
     return report
 
 
