@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -15,7 +16,7 @@ from storage.embeddings import Embedder
 from storage.items import NewItem
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, L0Item, Person, Twin, Visibility
-from storage.vectors import IndexedPoint, VectorIndex
+from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
 
 @dataclass
@@ -30,9 +31,21 @@ class AddResult:
         return len(self.added_ids)
 
 
-def index_text(item: L0Item) -> str:
-    """The text the index sees for an item: who said it, and what (documents carry their title)."""
-    return f"{item.chat_title or item.chat}: {item.text}" if item.kind == "document" else f"{item.sender_name}: {item.text}"
+CONTEXT_TURNS = 2  # earlier messages of the same chat indexed along with a message
+CONTEXT_WEIGHT = 0.3  # BM25 weight of their words against the message's own: a message outranks its replies
+
+
+def index_text(item: L0Item, earlier: Sequence[L0Item] = ()) -> str:
+    """The text the index sees for an item: the day, who said what, then the chat's messages just before it.
+
+    A reply ("The Minnesota Wolves!") is found by the words of what it answers ("which team did you sign
+    with?"), so the earlier messages go along (contextual retrieval); the day lets "in May 2023" match.
+    Documents carry their title instead.
+    """
+    if item.kind == "document":
+        return f"{item.chat_title or item.chat}: {item.text}"
+    day = f"[{item.occurred_at.day} {item.occurred_at:%B %Y}] " if item.occurred_at else ""
+    return "\n".join([f"{day}{item.sender_name}: {item.text}", *(before.text for before in earlier)])
 
 
 def epoch(moment: datetime) -> float:
@@ -179,17 +192,50 @@ class MemoryStore:
     def _index(self, rows: list[L0Item]) -> None:
         if not rows:
             return
-        texts = [index_text(row) for row in rows]
+        earlier = self._earlier(rows)
+        texts = [index_text(row, before) for row, before in zip(rows, earlier, strict=True)]
         dense = self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
         self.index.upsert(
             [
                 IndexedPoint(
-                    id=row.id, dense=vector, sparse=self.lexical.document(text), twin_id=row.twin_id,
+                    id=row.id, dense=vector, sparse=self._sparse(row, before), twin_id=row.twin_id,
                     visibility=row.visibility, chat=row.chat, timestamp=epoch(row.occurred_at),
                 )
-                for row, text, vector in zip(rows, texts, dense, strict=True)
+                for row, before, vector in zip(rows, earlier, dense, strict=True)
             ]
         )
+
+    def _sparse(self, row: L0Item, earlier: list[L0Item]) -> SparseVector:
+        """BM25 of the item itself plus, weighted down, of the messages before it (two fields, as in BM25F)."""
+        own = self.lexical.document(index_text(row))
+        if not earlier:
+            return own
+        context = self.lexical.document("\n".join(before.text for before in earlier))
+        weights = dict(zip(own.indices, own.values, strict=True))
+        for index, value in zip(context.indices, context.values, strict=True):
+            weights[index] = weights.get(index, 0.0) + CONTEXT_WEIGHT * value
+        return SparseVector(list(weights), list(weights.values()))
+
+    def _earlier(self, rows: list[L0Item]) -> list[list[L0Item]]:
+        """For each row, the CONTEXT_TURNS items before it in its chat (by time, then id) in SQL."""
+        by_chat: dict[tuple[int, str], list[L0Item]] = defaultdict(list)
+        for row in rows:
+            by_chat[(row.twin_id, row.chat)].append(row)
+        earlier: dict[int, list[L0Item]] = {}
+        with Session(self.engine, expire_on_commit=False) as session:
+            for (twin_id, chat), members in by_chat.items():
+                first, last = min(r.occurred_at for r in members), max(r.occurred_at for r in members)
+                in_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == chat)
+                before = select(L0Item).where(in_chat, L0Item.occurred_at < first)
+                before = before.order_by(L0Item.occurred_at.desc(), L0Item.id.desc()).limit(CONTEXT_TURNS)
+                during = select(L0Item).where(in_chat, L0Item.occurred_at.between(first, last))
+                found = [*session.scalars(before), *session.scalars(during)]
+                timeline = sorted(found, key=lambda r: (r.occurred_at, r.id))
+                position = {r.id: i for i, r in enumerate(timeline)}
+                for row in members:
+                    at = position[row.id]
+                    earlier[row.id] = timeline[max(0, at - CONTEXT_TURNS) : at]
+        return [earlier[row.id] for row in rows]
 
     def optimize_index(self) -> None:
         """Build the index's search graph over what was added (after a bulk import, or now and then)."""

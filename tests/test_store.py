@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from storage.items import NewItem
-from storage.memory import MemoryStore
+from storage.memory import CONTEXT_TURNS, MemoryStore
 from storage.models import Direction, Twin, Visibility
 from storage.search import HybridSearcher, SearchScope
 
@@ -248,10 +248,20 @@ def test_code_name_only_lexical_finds(twin: Twin, corpus: list[int], searcher: H
     lexical = source_ids(searcher.search(CODE_NAME_QUERY, scope, mode="lexical"))
     dense = source_ids(searcher.search(CODE_NAME_QUERY, scope, mode="dense"))
     hybrid = source_ids(searcher.search(CODE_NAME_QUERY, scope, mode="hybrid"))
-    assert lexical == [CODE_NAME_ANSWER]  # the rare exact token, and nothing else
-    assert dense[0] != CODE_NAME_ANSWER  # the quokka-and-berries message looks closer in meaning
+    assert lexical[0] == CODE_NAME_ANSWER  # the rare exact token
+    # Anything else lexical finds holds the token only as context: the next messages of the same chat.
+    followers = _next_in_chat(CODE_NAME_ANSWER, CONTEXT_TURNS)
+    assert set(lexical[1:]) <= followers
     assert hybrid[0] == CODE_NAME_ANSWER
     assert lexical != dense
+
+
+def _next_in_chat(source_id: str, count: int) -> set[str]:
+    """The source ids of the `count` corpus messages after this one in its chat."""
+    chat = next(c for sid, c, _, _ in CORPUS if sid == source_id)
+    in_chat = [sid for sid, c, _, _ in CORPUS if c == chat]
+    at = in_chat.index(source_id)
+    return set(in_chat[at + 1 : at + 1 + count])
 
 
 def test_paraphrase_only_dense_finds(twin: Twin, corpus: list[int], searcher: HybridSearcher) -> None:

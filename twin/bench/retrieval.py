@@ -1,4 +1,4 @@
-"""Retrieval quality on LoCoMo: each conversation imported as a user's JSONL export, then searched per question.
+"""Retrieval quality on LoCoMo: conversations imported like a user's JSONL export, then searched per question.
 
 For every question of categories 1-4, the conversation's turns are ranked by hybrid search, plain BM25 and
 dense search, and the evidence turns are looked for in the top k: any@k (at least one), all@k (every one).
@@ -16,18 +16,19 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import select
 from sqlmodel import Session
 
 from storage.lexical import Bm25Params
-from storage.memory import MemoryStore
+from storage.memory import CONTEXT_TURNS, MemoryStore
 from storage.models import L0Item
-from storage.search import FusionWeights, HybridSearcher, SearchScope
+from storage.search import HybridSearcher, SearchScope
 
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}  # 5 (adversarial) has no answer
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}  # 5: adversarial
 SYSTEMS = {"hybrid": "hybrid", "bm25": "lexical", "dense": "dense"}  # name shown -> search mode
 KS = (1, 5, 10, 20)
 SOURCE = "locomo"
@@ -78,12 +79,12 @@ def to_messages(sample: dict) -> list[dict]:
 
 
 def to_questions(sample: dict, turns: set[str]) -> list[Question]:
-    """Questions of categories 1-4 whose evidence resolves to turns of the conversation (unknown ids dropped)."""
+    """Questions of categories 1-4 whose evidence is in the conversation (unknown ids are dropped)."""
     questions = []
     for qa in sample["qa"]:
         if qa.get("category") not in CATEGORIES:
             continue
-        ids = {part for entry in qa.get("evidence", []) for chunk in entry.split(";") for part in chunk.split()}
+        ids = {part for entry in qa.get("evidence", []) for part in entry.replace(";", " ").split()}
         evidence = frozenset(ids & turns)
         if evidence:
             questions.append(Question(sample["sample_id"], str(qa["question"]), qa["category"], evidence))
@@ -136,8 +137,10 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def import_conversations(store: MemoryStore, twin_id: int, samples: list[dict], folder: Path, console: Console) -> int:
-    """Write every conversation as a JSONL export and import it the way a user's import goes; returns items added."""
+def import_conversations(
+    store: MemoryStore, twin_id: int, samples: list[dict], folder: Path, console: Console
+) -> int:
+    """Write the conversations as one JSONL export and import it as a user would; returns items added."""
     from storage.importers import import_path
 
     path = folder / "locomo.jsonl"
@@ -156,7 +159,8 @@ def import_conversations(store: MemoryStore, twin_id: int, samples: list[dict], 
 def turn_ids(store: MemoryStore) -> dict[int, tuple[str, str]]:
     """L0 item id -> (chat, dia_id), for the imported items."""
     with Session(store.engine) as session:
-        rows = session.execute(select(L0Item.id, L0Item.chat, L0Item.source_id).where(L0Item.source == SOURCE)).all()
+        query = select(L0Item.id, L0Item.chat, L0Item.source_id).where(L0Item.source == SOURCE)
+        rows = session.execute(query).all()
     return {item_id: (chat, source_id.removeprefix(f"{chat}/")) for item_id, chat, source_id in rows}
 
 
@@ -188,16 +192,16 @@ def evaluate(
 
 
 def figures_table(results: dict[str, dict]) -> Table:
-    """Systems x k, overall and per category."""
-    table = Table("system", "questions", *(f"any@{k}" for k in KS), *(f"all@{k}" for k in KS), "p50 ms",
-                  title="LoCoMo retrieval (categories 1-4, turn level)")
+    """Systems x k, overall and per category; each cell is any@k / all@k in percent."""
+    figures = [Column(f"any/all@{k}", justify="right") for k in KS]
+    columns = [Column("questions", no_wrap=True), "system", *figures]
+    table = Table(*columns, box=box.SIMPLE_HEAD, title="LoCoMo retrieval (%), categories 1-4")
     for scope in ("overall", *CATEGORIES.values()):
         for name, result in results.items():
             row = result["overall"] if scope == "overall" else result["by_category"][scope]
-            latency = f"{result['latency_ms_p50']:.1f}" if scope == "overall" else ""
-            table.add_row(f"{name} ({scope})", str(row["questions"]),
-                          *(f"{row[f'any@{k}']:.3f}" for k in KS), *(f"{row[f'all@{k}']:.3f}" for k in KS), latency,
-                          end_section=name == list(results)[-1])
+            label = f"{scope} ({row['questions']})" if name == next(iter(results)) else ""
+            cells = [f"{100 * row[f'any@{k}']:.1f}/{100 * row[f'all@{k}']:.1f}" for k in KS]
+            table.add_row(label, name, *cells, end_section=name == list(results)[-1])
     return table
 
 
@@ -211,8 +215,10 @@ def git_commit() -> str | None:
     return found.stdout.strip() or None
 
 
-def run_retrieval_bench(data: Path, as_json: bool, results_path: Path | None, console: Console, out: Console) -> dict:
-    """Import LoCoMo into a fresh twin, search every question with each system, print and record the figures."""
+def run_retrieval_bench(
+    data: Path, as_json: bool, results_path: Path | None, console: Console, out: Console
+) -> dict:
+    """Import LoCoMo into a fresh twin, search every question with each system, print and record figures."""
     from twin.app import open_twin
     from twin.settings import Settings
 
@@ -232,15 +238,19 @@ def run_retrieval_bench(data: Path, as_json: bool, results_path: Path | None, co
         "benchmark": "locomo-retrieval", "data": str(data), "conversations": len(samples), "items": items,
         "questions": len(questions), "systems": systems, "wall_s": round(time.perf_counter() - started, 1),
         "params": {"fusion": asdict(searcher.weights), "bm25": asdict(Bm25Params()),
-                   "embedding_model": settings.embedding_model},
+                   "context_turns": CONTEXT_TURNS, "embedding_model": settings.embedding_model,
+                   "embedding_quantize": settings.embedding_quantize},
     }
     if as_json:
         out.print_json(json.dumps(report))
     else:
         out.print(figures_table(systems))
+        latency = ", ".join(f"{name} {result['latency_ms_p50']:.1f} ms" for name, result in systems.items())
+        out.print(f"median search latency per query: {latency}")
         out.print(f"{items} turns, {len(questions)} questions, {report['wall_s']} s")
     if results_path is not None:
-        record = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(), **report}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        record = {"timestamp": now, "commit": git_commit(), **report}
         with results_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
     return report
