@@ -206,13 +206,17 @@ def figures_table(results: dict[str, dict]) -> Table:
 
 
 def git_commit() -> str | None:
-    """The checked-out commit of the code being measured, if this is a git checkout."""
+    """The checked-out commit of the code being measured ("+dirty" with uncommitted changes), if any."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+
     try:
-        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                               cwd=Path(__file__).parent, check=True)
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/storage", ":/twin", ":/core")
     except (OSError, subprocess.SubprocessError):
         return None
-    return found.stdout.strip() or None
+    return f"{commit}+dirty" if commit and dirty else commit or None
 
 
 def run_retrieval_bench(
