@@ -435,3 +435,24 @@ def test_imported_items_are_searchable(
         assert best.item.chat == "notes:trips/hiking.md" and "red deer hind" in best.item.text
     else:
         assert best.item.source_id == source_id
+
+
+def test_deeply_nested_note_fits_the_columns(store: MemoryStore, twin: Twin, tmp_path: Path) -> None:
+    """A note path longer than the chat column (255) is shortened stably, on PostgreSQL too."""
+    folder = tmp_path / "vault"
+    deep = folder.joinpath(*[f"folder-with-a-long-name-{level:02d}" for level in range(12)])
+    deep.mkdir(parents=True)
+    (deep / "plan.md").write_text("# Plan\n\nRenew the passport before the Lisbon trip.\n", encoding="utf-8")
+
+    first = import_path(store, twin.id, folder, format="notes")
+    again = import_path(store, twin.id, folder, format="notes")
+
+    assert (first.added, again.added, again.duplicates) == (1, 0, 1)
+    [row] = store.get(first_ids(store, twin.id)).values()
+    assert len(row.chat) <= 255 and row.chat.endswith("plan.md")
+    assert len(row.source_id) <= 512
+
+
+def first_ids(store: MemoryStore, twin_id: int) -> list[int]:
+    with Session(store.engine) as session:
+        return list(session.exec(select(L0Item.id).where(L0Item.twin_id == twin_id)))

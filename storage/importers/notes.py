@@ -98,8 +98,8 @@ def file_entries(root: Path, relative: str, file: Path) -> Iterator[Entry]:
     for index, chunk in enumerate(distinct(chunks)):
         yield NewItem(
             source="notes",
-            source_id=f"{relative}#{hashlib.sha256(chunk.text.encode()).hexdigest()[:16]}",
-            chat=f"notes:{relative}",
+            source_id=f"{short_path(relative, 480)}#{hashlib.sha256(chunk.text.encode()).hexdigest()[:16]}",
+            chat=f"notes:{short_path(relative, 240)}",
             chat_title=Path(relative).stem,
             sender="notes",
             text=chunk.text,
@@ -112,6 +112,14 @@ def file_entries(root: Path, relative: str, file: Path) -> Iterator[Entry]:
                 "start_line": chunk.line,
             },
         )
+
+
+def short_path(relative: str, limit: int) -> str:
+    """The path as is when it fits the column, else its tail after a hash of the whole path (stable, unique)."""
+    if len(relative) <= limit:
+        return relative
+    digest = hashlib.sha256(relative.encode()).hexdigest()[:16]
+    return f"{digest}~{relative[-(limit - len(digest) - 1):]}"
 
 
 def distinct(chunks: list[Chunk]) -> list[Chunk]:
