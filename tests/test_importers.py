@@ -456,3 +456,13 @@ def test_deeply_nested_note_fits_the_columns(store: MemoryStore, twin: Twin, tmp
 def first_ids(store: MemoryStore, twin_id: int) -> list[int]:
     with Session(store.engine) as session:
         return list(session.exec(select(L0Item.id).where(L0Item.twin_id == twin_id)))
+
+
+def test_telegram_full_export_marks_its_owner_as_the_sender_of_outbound(store: MemoryStore, twin: Twin) -> None:
+    import_path(store, twin.id, TELEGRAM / "full" / "result.json")
+    rows = stored(store, twin, "telegram")
+    owner = store.owner(twin.id).id
+    assert {sid for sid, row in rows.items() if row.direction == "out"} == {
+        sid for sid, row in rows.items() if row.raw.get("from_id") == "user111"
+    } != set()
+    assert all(row.sender_id == owner for row in rows.values() if row.direction == "out")

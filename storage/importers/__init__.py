@@ -91,7 +91,7 @@ def import_path(
     if visibility is not None:  # an explicit --visibility wins over what the file says
         items = [_with_visibility(item, visibility) for item in items]
     report = ImportReport(path=str(path), format=importer.name, rejected=rejected)
-    _link_owner(store, twin_id, items, owner_ids)
+    _link_owner(store, twin_id, items, tuple(owner_ids) + importer.owner_ids(path))
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         result = store.add(twin_id, batch, default_visibility=default_visibility, batch_size=batch_size)

@@ -41,6 +41,10 @@ class Importer(Protocol):
         """Every entry, in file order; a file that cannot be parsed at all raises ImportFormatError."""
         ...
 
+    def owner_ids(self, path: Path) -> tuple[str, ...]:
+        """The owner's sender ids, when the export itself says who exported it (else empty)."""
+        ...
+
 
 def as_utc(moment: datetime) -> datetime:
     """Timezone-aware UTC; a naive time is taken as UTC."""

@@ -52,6 +52,10 @@ class JsonlImporter:
     def detect(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson")
 
+    def owner_ids(self, path: Path) -> tuple[str, ...]:
+        """This format does not say who exported it."""
+        return ()
+
     def read(self, path: Path) -> Iterator[Entry]:
         try:
             handle = path.open(encoding="utf-8")

@@ -61,6 +61,10 @@ class NotesImporter:
             return is_note(path)
         return path.is_dir() and next(note_files(path), None) is not None
 
+    def owner_ids(self, path: Path) -> tuple[str, ...]:
+        """This format does not say who exported it."""
+        return ()
+
     def read(self, path: Path) -> Iterator[Entry]:
         if path.is_dir():
             for file in note_files(path):

@@ -106,6 +106,10 @@ class SlackImporter:
         except (zipfile.BadZipFile, OSError):
             return False
 
+    def owner_ids(self, path: Path) -> tuple[str, ...]:
+        """This format does not say who exported it."""
+        return ()
+
     def read(self, path: Path) -> Iterator[Entry]:
         with open_tree(path) as tree:
             users = {

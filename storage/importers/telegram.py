@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from storage.items import NewItem
 
 EXPORT_FILE = "result.json"
 PEEK_CHARS = 64 * 1024  # the top-level keys come before the first chat's messages
+OWNER = re.compile(r'"personal_information"\s*:\s*\{[^}]*?"user_id"\s*:\s*(\d+)')
 TOP_LEVEL_MARKERS = ('"messages"', '"personal_information"', '"chats"')
 CHAT_SECTIONS = ("chats", "left_chats")  # a full export's sections, each {"about": ..., "list": [chat, ...]}
 TEXT_FIELDS = ("text", "caption")  # where a message's words are, in order; media captions live in "text"
@@ -43,6 +45,16 @@ class TelegramImporter:
         except OSError:
             return False
         return head.lstrip().startswith("{") and any(marker in head for marker in TOP_LEVEL_MARKERS)
+
+    def owner_ids(self, path: Path) -> tuple[str, ...]:
+        """A full export names its owner (personal_information.user_id, near the top): their from_id."""
+        try:
+            with export_file(path).open(encoding="utf-8", errors="replace") as handle:
+                head = handle.read(PEEK_CHARS)
+        except OSError:
+            return ()
+        found = OWNER.search(head)
+        return (f"user{found.group(1)}",) if found else ()
 
     def read(self, path: Path) -> Iterator[Entry]:
         file = export_file(path)
