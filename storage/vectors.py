@@ -167,7 +167,9 @@ class EdgeVectorIndex:
             )
             kinds.append(SPARSE)
         results = self._shard.query_batch(qe.QueryBatchRequest(requests)) if requests else []
-        by_kind = {kind: [Hit(int(p.id), float(p.score)) for p in hits] for kind, hits in zip(kinds, results)}
+        by_kind = {
+            kind: [Hit(int(p.id), float(p.score)) for p in hits] for kind, hits in zip(kinds, results, strict=True)
+        }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
     def count(self) -> int:
@@ -278,7 +280,7 @@ class QdrantServerIndex:
         results = self._client.query_batch_points(self._collection, requests=requests) if requests else []
         by_kind = {
             kind: [Hit(int(p.id), float(p.score)) for p in response.points]
-            for kind, response in zip(kinds, results)
+            for kind, response in zip(kinds, results, strict=True)
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 

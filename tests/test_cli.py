@@ -32,7 +32,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_every_command_has_help(runner: CliRunner) -> None:
-    for command in (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["bench", "retrieval"], ["bench", "scale"]):
+    commands = (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["bench", "retrieval"], ["bench", "scale"])
+    for command in commands:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output

@@ -65,10 +65,13 @@ def progress_bar() -> Progress:
 
 @app.command("import")
 def import_command(
-    path: Annotated[Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")],
+    path: Annotated[
+        Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")
+    ],
     format: Annotated[ImportFormat, typer.Option("--format", "-f", help="Input format.")] = ImportFormat.auto,
     visibility: Annotated[
-        VisibilityOption | None, typer.Option(help="Visibility for every imported item (default: the file's, else private).")
+        VisibilityOption | None,
+        typer.Option(help="Visibility for every imported item (default: the file's, else private)."),
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Skip malformed entries (reported) instead of importing nothing.")
@@ -125,7 +128,9 @@ def search(
     since: Annotated[datetime | None, typer.Option(help="Only items at or after this time.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only items at or before this time.")] = None,
     mode: Annotated[str, typer.Option(help="hybrid, lexical or dense.")] = "hybrid",
-    batch: Annotated[Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")] = None,
+    batch: Annotated[
+        Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search raw memory by words and meaning."""
