@@ -15,6 +15,8 @@ import httpx
 import numpy as np
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from storage.errors import StorageError
+
 BUNDLED = "bundled"
 ONNX_FORMAT = 1  # bump to invalidate cached exports when the export recipe changes
 QUANTIZE_DEFAULT = True
@@ -22,7 +24,7 @@ QUANTIZE_DEFAULT = True
 logger = logging.getLogger(__name__)
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(StorageError):
     """The embedding model could not be loaded or did not answer."""
 
 

@@ -129,7 +129,6 @@ class MemoryStore:
             cached = self._people_cache.get((twin_id, *key))
             if cached is None:
                 cached = self._identity(session, twin_id, key[0], key[1], item.sender, None).person_id
-                self._people_cache[(twin_id, *key)] = cached
             people[key] = cached
         return people
 
@@ -157,6 +156,8 @@ class MemoryStore:
             values = [self._row(twin_id, owner_id, people, item, default_visibility) for item in batch]
             inserted = self._insert_ignoring_duplicates(session, values)
             session.commit()
+        # Only committed people are cached: a rolled-back batch must not leave ids that do not exist.
+        self._people_cache.update({(twin_id, *key): person for key, person in people.items()})
         by_key = {(row["source"], row["source_id"]): row for row in values}
         return [L0Item.model_construct(id=id, **by_key[key]) for id, key in sorted(inserted)]
 

@@ -6,7 +6,7 @@ The SQL store is the source of truth; everything here can be rebuilt from it (`t
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -64,7 +64,6 @@ class IndexQuery:
     sparse: SparseVector | None
     filter: VectorFilter
     limit: int = 50
-    extra: dict = field(default_factory=dict)
 
 
 class VectorIndex(Protocol):

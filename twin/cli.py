@@ -211,10 +211,13 @@ def _redact(url: str) -> str:
 
 
 def _database_bytes(settings: Settings) -> int:
-    if settings.database_url:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
         return 0
-    base = settings.data_dir / "twin.db"
-    return sum(p.stat().st_size for p in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if p.exists())
+    files = (Path(url.database), Path(f"{url.database}-wal"), Path(f"{url.database}-shm"))
+    return sum(p.stat().st_size for p in files if p.exists())
 
 
 @app.command()

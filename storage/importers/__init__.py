@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from storage.errors import ImportFormatError
@@ -113,6 +113,4 @@ def _link_owner(store: MemoryStore, twin_id: int, items: list[NewItem], owner_id
 
 
 def _with_visibility(item: NewItem, visibility: Visibility) -> NewItem:
-    from dataclasses import replace
-
     return replace(item, visibility=visibility)
