@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage.models import ItemKind, Visibility
+from storage.models import Direction, ItemKind, Visibility
 
 AUDIENCE_VISIBILITY: dict[str, tuple[str, ...]] = {
     "owner": (Visibility.private, Visibility.contacts, Visibility.public),
@@ -29,4 +29,5 @@ class NewItem:
     chat_title: str | None = None
     kind: ItemKind = ItemKind.message
     visibility: Visibility | None = None
+    direction: Direction | None = None  # default: outbound when the sender is the owner
     raw: dict[str, Any] | None = field(default=None, compare=False)

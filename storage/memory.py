@@ -170,7 +170,7 @@ class MemoryStore:
             twin_id=twin_id, source=item.source, source_id=item.source_id, kind=item.kind, chat=item.chat,
             chat_title=item.chat_title, sender_id=person_id, sender_name=item.sender, text=item.text,
             occurred_at=item.occurred_at, raw=item.raw, ingested_at=datetime.now(UTC),
-            direction=Direction.outbound if person_id == owner_id else Direction.inbound,
+            direction=item.direction or (Direction.outbound if person_id == owner_id else Direction.inbound),
             visibility=item.visibility or default,
         )
 
@@ -251,6 +251,25 @@ class MemoryStore:
         with Session(self.engine, expire_on_commit=False) as session:
             rows = session.scalars(select(L0Item).where(L0Item.id.in_(ids))).all()
             return {row.id: row for row in rows}
+
+    def by_source(self, twin_id: int, source: str, source_id: str) -> L0Item | None:
+        """The item with this source id, if stored."""
+        query = select(L0Item).where(
+            L0Item.twin_id == twin_id, L0Item.source == source, L0Item.source_id == source_id
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(query).first()
+
+    def recent_in_chat(self, twin_id: int, source: str, chat: str, before_id: int, limit: int) -> list[L0Item]:
+        """The last `limit` items of a chat stored before the given item, oldest first."""
+        query = (
+            select(L0Item)
+            .where(L0Item.twin_id == twin_id, L0Item.source == source, L0Item.chat == chat, L0Item.id < before_id)
+            .order_by(L0Item.id.desc())
+            .limit(limit)
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(reversed(session.scalars(query).all()))
 
     def reindex(self, batch_size: int = 512, progress=None) -> int:  # noqa: ANN001 - a callable(n)
         """Rebuild the vector index from SQL; returns the number of items indexed."""

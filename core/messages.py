@@ -1,0 +1,59 @@
+"""What flows through the core: one normalized inbound message from any platform, and the reply to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+MAX_STORED_CHARS = 1_000_000  # one message is stored verbatim up to 1 MB of text; the rest is cut and said so
+
+
+class Mode(StrEnum):
+    """How the twin answers: to its owner, for its owner, introducing its owner, or through an expert."""
+
+    assistant = "assistant"
+    on_behalf = "on_behalf"
+    introduce = "introduce"
+    expert = "expert"
+    command = "command"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message as every platform adapter hands it to the core; `message_id` is unique on its platform."""
+
+    platform: str
+    message_id: str
+    chat_id: str
+    sender_id: str
+    sender_name: str
+    text: str
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    chat_title: str | None = None
+    raw: dict[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the twin answers, and what went into the answer (for `--json` and for the owner's audit)."""
+
+    chat_id: str
+    text: str
+    mode: Mode
+    audience: str
+    in_reply_to: str
+    model: str | None = None
+    context_ids: tuple[int, ...] = ()
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def clean_text(text: str) -> str:
+    """Text every store accepts: valid UTF-8, no NUL bytes (PostgreSQL refuses them), at most 1 MB."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from undecodable input
+    text = text.replace("\x00", "\ufffd")
+    if len(text) > MAX_STORED_CHARS:
+        text = text[:MAX_STORED_CHARS] + f"\n[cut: the message was longer than {MAX_STORED_CHARS} characters]"
+    return text

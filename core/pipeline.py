@@ -1,0 +1,169 @@
+"""The one pipeline every inbound message flows through, from any platform or the console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from weakref import WeakValueDictionary
+
+from core.audience import AudienceResolver
+from core.commands import BY_NAME, CommandCall, help_text, parse_command
+from core.llm import LLMOutputError, LLMUnavailable
+from core.messages import InboundMessage, Mode, Reply, clean_text
+from core.respond import Answer, Responder
+from storage.items import NewItem
+from storage.memory import MemoryStore
+from storage.models import Direction, ItemKind, L0Item, Visibility
+from storage.people import Speaker
+
+log = logging.getLogger(__name__)
+
+TWIN_SENDER_ID = "twin:self"  # the account the twin's own replies are logged under
+HISTORY_TURNS = 6
+TRUST_ORDER = ("owner", "contact", "stranger")  # most trusted first
+UNREACHABLE = "I can't reach my model right now. Your message is saved and {owner} will see it."
+GARBLED = "My model gave an answer I could not use. Your message is saved; please try again."
+EMPTY = "Your message was empty. Write something, or /help for what I can do."
+
+
+def reply_source_id(message_id: str) -> str:
+    """The L0 source id of the twin's reply to a message: its existence means 'answered'."""
+    return f"{message_id}:reply"
+
+
+class Pipeline:
+    """dedupe + L0 -> speaker -> command or retrieval -> compose -> generate -> guard -> log reply."""
+
+    def __init__(
+        self, twin_id: int, owner_name: str, store: MemoryStore, audiences: AudienceResolver, responder: Responder,
+        default_visibility: Visibility = Visibility.private,
+    ) -> None:
+        self.twin_id = twin_id
+        self.owner_name = owner_name
+        self.store = store
+        self.audiences = audiences
+        self.responder = responder
+        self.default_visibility = default_visibility
+        self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
+
+    async def handle(self, message: InboundMessage) -> Reply | None:
+        """The reply to a message, or None when it was answered before (a redelivery)."""
+        message = replace(message, text=clean_text(message.text))
+        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
+        async with lock:  # one message at a time per chat keeps order and stops double answers
+            stored = await self.record(message)
+            if stored is None:
+                return None
+            speaker = await asyncio.to_thread(
+                self.audiences.identify, message.platform, message.sender_id, message.sender_name
+            )
+            reply = await self.respond(message, stored, speaker)
+            if reply.error is None:
+                await self.log_reply(message, reply)
+            return reply
+
+    async def record(self, message: InboundMessage) -> L0Item | None:
+        """Append the message to L0 (once); None when it is stored and already answered."""
+        item = NewItem(
+            source=message.platform, source_id=message.message_id, chat=message.chat_id, sender=message.sender_name,
+            sender_id=message.sender_id, text=message.text, occurred_at=message.sent_at,
+            chat_title=message.chat_title, raw=message.raw,
+        )
+        result = await asyncio.to_thread(self.store.add, self.twin_id, [item], self.default_visibility)
+        if result.added:
+            return await asyncio.to_thread(lambda: self.store.get(result.added_ids)[result.added_ids[0]])
+        answered = await asyncio.to_thread(
+            self.store.by_source, self.twin_id, message.platform, reply_source_id(message.message_id)
+        )
+        if answered is not None:
+            log.info("skipping %s/%s: answered before", message.platform, message.message_id)
+            return None
+        return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id)
+
+    async def respond(self, message: InboundMessage, stored: L0Item, speaker: Speaker) -> Reply:
+        """Run the command or the conversation; model failures become a plain reply, not a crash."""
+        try:
+            answer = await self._answer(message, stored, speaker)
+        except LLMUnavailable as error:
+            log.warning("model unreachable for %s/%s: %s", message.platform, message.message_id, error)
+            return self._reply(message, speaker, Answer(UNREACHABLE.format(owner=self.owner_name), Mode.command),
+                               error=str(error))
+        except LLMOutputError as error:
+            log.warning("unusable model output for %s/%s: %s", message.platform, message.message_id, error)
+            return self._reply(message, speaker, Answer(GARBLED, Mode.command), error=str(error))
+        return self._reply(message, speaker, answer)
+
+    async def _answer(self, message: InboundMessage, stored: L0Item, speaker: Speaker) -> Answer:
+        if not message.text.strip():
+            return Answer(EMPTY, Mode.command)
+        call = parse_command(message.text)
+        if call is not None:
+            return await self.command(call, speaker)
+        history = await asyncio.to_thread(
+            self.store.recent_in_chat, self.twin_id, message.platform, message.chat_id, stored.id, HISTORY_TURNS
+        )
+        exclude = [stored.id, *(item.id for item in history)]
+        return await self.responder.converse(speaker, message.text, history, exclude)
+
+    async def command(self, call: CommandCall, speaker: Speaker) -> Answer:
+        """A slash command; those that change memory or the model are the owner's alone."""
+        spec = BY_NAME.get(call.name)
+        is_owner = speaker.trust == "owner"
+        if spec is None:
+            return Answer(f"I don't know /{call.name}. /help lists what I can do.", Mode.command)
+        if spec.owner_only and not is_owner:
+            return Answer(f"Only {self.owner_name} can use /{spec.name}.", Mode.command)
+        if call.name == "help":
+            return Answer(help_text(self.owner_name, is_owner), Mode.command)
+        if call.name == "status":
+            return await self._status(is_owner)
+        if call.name == "introduce":
+            return await self._introduce(call.args, speaker)
+        return await self._ask(call.args)
+
+    async def _introduce(self, name: str, speaker: Speaker) -> Answer:
+        """The owner introduced to NAME (or to the speaker); someone else only gets what they may see themself."""
+        if not name:
+            return await self.responder.introduce(speaker)
+        target = await asyncio.to_thread(self.audiences.audience_of, name)
+        if speaker.trust != "owner" and TRUST_ORDER.index(target.trust) < TRUST_ORDER.index(speaker.trust):
+            target = Speaker(person_id=target.person_id, name=target.name, trust=speaker.trust)
+        return await self.responder.introduce(target)
+
+    async def _ask(self, args: str) -> Answer:
+        name, _, request = args.partition(" ")
+        if not self.responder.experts:
+            return Answer("No expert is configured (TWIN_EXPERTS).", Mode.command)
+        if name not in self.responder.experts or not request.strip():
+            known = ", ".join(sorted(self.responder.experts))
+            return Answer(f"Usage: /ask EXPERT QUESTION, with EXPERT one of: {known}.", Mode.command)
+        return await self.responder.ask_expert(name, request.strip())
+
+    async def _status(self, is_owner: bool) -> Answer:
+        if not is_owner:
+            return Answer(f"I am {self.owner_name}'s twin, and I am up.", Mode.command)
+        count = await asyncio.to_thread(self.store.count, self.twin_id)
+        model = self.responder.router.model_for("owner")
+        experts = ", ".join(sorted(self.responder.experts)) or "none"
+        return Answer(f"Up. Memory: {count} items. Model: {model}. Experts: {experts}.", Mode.command)
+
+    def _reply(self, message: InboundMessage, speaker: Speaker, answer: Answer, error: str | None = None) -> Reply:
+        return Reply(
+            chat_id=message.chat_id, text=answer.text, mode=answer.mode, audience=speaker.trust,
+            in_reply_to=message.message_id, model=answer.model, context_ids=answer.context_ids, error=error,
+            details=answer.details,
+        )
+
+    async def log_reply(self, message: InboundMessage, reply: Reply) -> None:
+        """Store the reply in L0 under a source id derived from the message: it marks the message answered."""
+        item = NewItem(
+            source=message.platform, source_id=reply_source_id(message.message_id), chat=message.chat_id,
+            sender=f"{self.owner_name}'s twin", sender_id=TWIN_SENDER_ID, text=reply.text,
+            occurred_at=datetime.now(UTC), chat_title=message.chat_title, kind=ItemKind.reply,
+            direction=Direction.outbound, visibility=Visibility.private,
+            raw={"in_reply_to": message.message_id, "mode": reply.mode, "audience": reply.audience,
+                 "model": reply.model, "context_ids": list(reply.context_ids), **reply.details},
+        )
+        await asyncio.to_thread(self.store.add, self.twin_id, [item], Visibility.private)

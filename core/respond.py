@@ -1,0 +1,114 @@
+"""Retrieve what the audience may see, compose for the mode, generate: one answer, with what went into it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.experts import Expert, relay
+from core.llm import LanguageModel
+from core.messages import Mode
+from core.prompts import (
+    PromptBudget,
+    assistant_prompt,
+    clip,
+    introduce_prompt,
+    memory_block,
+    on_behalf_prompt,
+)
+from storage.models import L0Item
+from storage.people import Speaker
+from storage.search import HybridSearcher, SearchScope
+
+SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
+EMPTY_ANSWER = "I have no answer to that."
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Generated text and its provenance."""
+
+    text: str
+    mode: Mode
+    model: str | None = None
+    context_ids: tuple[int, ...] = ()
+    details: dict = field(default_factory=dict)
+
+
+class ModelRouter:
+    """Which served model answers which audience: the base model until adapters are deployed."""
+
+    def __init__(self, base: str, adapters: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.adapters = dict(adapters or {})
+
+    def model_for(self, audience: str) -> str:
+        """The adapter serving this audience, or the base model."""
+        return self.adapters.get(audience, self.base)
+
+
+def guard(text: str) -> str:
+    """The model's text made fit to send: chat-template tokens removed, never empty."""
+    for token in SPECIAL_TOKENS:
+        text = text.replace(token, "")
+    return text.strip() or EMPTY_ANSWER
+
+
+class Responder:
+    """Builds every prompt from memory the audience may see; never from anything else."""
+
+    def __init__(
+        self, twin_id: int, owner_name: str, searcher: HybridSearcher, llm: LanguageModel, router: ModelRouter,
+        experts: dict[str, Expert], budget: PromptBudget | None = None,
+    ) -> None:
+        self.twin_id = twin_id
+        self.owner_name = owner_name
+        self.searcher = searcher
+        self.llm = llm
+        self.router = router
+        self.experts = experts
+        self.budget = budget or PromptBudget()
+
+    async def retrieve(self, query: str, audience: str, exclude: Sequence[int] = ()) -> list[L0Item]:
+        """The L0 items this audience may see that best match the query."""
+        scope = SearchScope(twin_id=self.twin_id, audience=audience)
+        wanted = self.budget.memory_items + len(exclude)
+        results = await asyncio.to_thread(self.searcher.search, clip(query, 1000), scope, wanted)
+        skip = set(exclude)
+        return [r.item for r in results if r.item.id not in skip][: self.budget.memory_items]
+
+    async def converse(self, speaker: Speaker, text: str, history: Sequence[L0Item], exclude: Sequence[int]) -> Answer:
+        """The owner gets their assistant; anyone else gets the twin speaking for the owner."""
+        memory = await self.retrieve(text, speaker.trust, exclude)
+        block = memory_block(memory, self.budget)
+        if speaker.trust == "owner":
+            mode, messages = Mode.assistant, assistant_prompt(self.owner_name, block, history, text, self.budget)
+        else:
+            messages = on_behalf_prompt(self.owner_name, speaker.name, block, history, text, self.budget)
+            mode = Mode.on_behalf
+        model = self.router.model_for(speaker.trust)
+        completion = await self.llm.complete(messages, model=model)
+        return Answer(guard(completion.text), mode, completion.model, tuple(item.id for item in memory))
+
+    async def introduce(self, target: Speaker) -> Answer:
+        """The owner introduced to the target, from what the target may see."""
+        query = f"{self.owner_name} work interests projects plans {target.name}"
+        memory = await self.retrieve(query, target.trust)
+        messages = introduce_prompt(self.owner_name, target.name, memory_block(memory, self.budget))
+        completion = await self.llm.complete(messages, model=self.router.model_for(target.trust))
+        return Answer(guard(completion.text), Mode.introduce, completion.model, tuple(item.id for item in memory),
+                      {"target": target.name, "target_audience": target.trust})
+
+    async def ask_expert(self, name: str, request: str) -> Answer:
+        """Relay the owner's request to an expert with the context the expert may see."""
+        expert = self.experts[name]
+        shareable = await self.retrieve(request, expert.audience)
+        private = await self.retrieve(request, "owner")
+        model = self.router.model_for("owner")
+        result = await relay(expert, request, shareable, private, self.llm, model, self.owner_name, self.budget)
+        sent_request = result.sent[-1]["content"]
+        text = f"{guard(result.answer)}\n\n(sent to {name}: {clip(sent_request, 300)})"
+        return Answer(text, Mode.expert, model, result.context_ids, {
+            "expert": name, "sent": result.sent, "expert_answer": result.expert_answer, "verdict": result.verdict,
+        })

@@ -1,0 +1,104 @@
+"""People the twin knows, their platform accounts, and how far each is trusted (owner, contact, stranger)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, or_, select
+from sqlmodel import Session
+
+from storage.errors import StorageError
+from storage.models import Identity, Person
+
+TRUST_LEVELS = ("owner", "contact", "stranger")
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A person as the core sees them: who they are and how far they are trusted."""
+
+    person_id: int | None
+    name: str
+    trust: str
+
+
+class PeopleDirectory:
+    """Reads and changes people and identities; the owner is never created or demoted here."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def by_identity(self, twin_id: int, platform: str, external_id: str) -> Speaker | None:
+        """The person who holds this platform account, if the twin has seen it."""
+        query = (
+            select(Person)
+            .join(Identity, Identity.person_id == Person.id)
+            .where(Identity.twin_id == twin_id, Identity.platform == platform, Identity.external_id == external_id)
+        )
+        with Session(self.engine) as session:
+            person = session.scalars(query).first()
+            return _speaker(person) if person else None
+
+    def find(self, twin_id: int, name_or_id: str) -> Speaker | None:
+        """A person by id, display name or any account id (case-insensitive names)."""
+        with Session(self.engine) as session:
+            if name_or_id.isdigit():
+                person = session.get(Person, int(name_or_id))
+                if person and person.twin_id == twin_id:
+                    return _speaker(person)
+            handle = name_or_id.lstrip("@").lower()
+            query = (
+                select(Person)
+                .outerjoin(Identity, Identity.person_id == Person.id)
+                .where(Person.twin_id == twin_id)
+                .where(or_(Person.display_name.ilike(handle), Identity.external_id.ilike(handle),
+                           Identity.display_name.ilike(handle)))
+                .order_by(Person.id)
+            )
+            person = session.scalars(query).first()
+            return _speaker(person) if person else None
+
+    def add(self, twin_id: int, name: str, trust: str, platform: str, external_id: str) -> Speaker:
+        """A new person with one account (or the account's existing holder, with the trust given)."""
+        found = self.by_identity(twin_id, platform, external_id)
+        if found is not None and found.person_id is not None:
+            return found if found.trust == "owner" else self.set_trust(twin_id, found.person_id, trust)
+        if trust not in ("contact", "stranger"):
+            raise StorageError(f"trust must be 'contact' or 'stranger', got {trust!r}")
+        with Session(self.engine, expire_on_commit=False) as session:
+            person = Person(twin_id=twin_id, display_name=name, trust=trust)
+            session.add(person)
+            session.flush()
+            session.add(Identity(twin_id=twin_id, person_id=person.id, platform=platform, external_id=external_id,
+                                 display_name=name))
+            session.commit()
+            return _speaker(person)
+
+    def set_trust(self, twin_id: int, person_id: int, trust: str) -> Speaker:
+        """Make a person a contact or a stranger."""
+        if trust not in ("contact", "stranger"):
+            raise StorageError(f"trust must be 'contact' or 'stranger', got {trust!r}")
+        with Session(self.engine, expire_on_commit=False) as session:
+            person = session.get(Person, person_id)
+            if person is None or person.twin_id != twin_id:
+                raise StorageError(f"no person with id {person_id}")
+            if person.is_owner:
+                raise StorageError("the owner's trust cannot be changed")
+            person.trust = trust
+            session.add(person)
+            session.commit()
+            return _speaker(person)
+
+    def all(self, twin_id: int) -> list[tuple[Speaker, list[str]]]:
+        """Every person with their accounts as 'platform:id'."""
+        with Session(self.engine) as session:
+            people = session.scalars(select(Person).where(Person.twin_id == twin_id).order_by(Person.id)).all()
+            identities = session.scalars(select(Identity).where(Identity.twin_id == twin_id)).all()
+            accounts: dict[int, list[str]] = {}
+            for identity in identities:
+                accounts.setdefault(identity.person_id, []).append(f"{identity.platform}:{identity.external_id}")
+            return [(_speaker(person), sorted(accounts.get(person.id, []))) for person in people]
+
+
+def _speaker(person: Person) -> Speaker:
+    return Speaker(person_id=person.id, name=person.display_name, trust="owner" if person.is_owner else person.trust)

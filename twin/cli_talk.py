@@ -1,0 +1,147 @@
+"""The conversation commands: `twin run`, `twin chat`, `twin ask`, `twin people`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bots.console import ConsoleSpeaker, converse, to_inbound
+from core.messages import Reply
+from twin.settings import Settings
+
+people_app = typer.Typer(help="People the twin knows and how far each is trusted.", no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+
+def _speaker(settings: Settings, as_name: str | None) -> ConsoleSpeaker:
+    if as_name is None:
+        return ConsoleSpeaker.owner(settings.owner_name)
+    try:
+        return ConsoleSpeaker.named(as_name)
+    except ValueError as error:
+        console.print(f"error: {error}", style="red", markup=False)
+        raise typer.Exit(2) from error
+
+
+async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool) -> None:
+    from twin.app import open_twin
+    from twin.conversation import model_server, open_pipeline
+
+    with open_twin(settings) as app, model_server(settings) as url:
+        async with open_pipeline(app, url) as pipeline:
+            if banner:
+                total = app.store.count(app.twin.id)
+                console.print(f"[b]Twin[/b] of {app.twin.display_name}: {total} items in memory, model at {url}. "
+                              f"You are {speaker.name}. /help for commands, Ctrl-D to leave.")
+            interactive = sys.stdin.isatty()
+            await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
+                           write=lambda text: out.print(f"[b]twin>[/b] {text}" if interactive else text,
+                                                        markup=interactive, highlight=False),
+                           prompt=f"{speaker.name}> ")
+
+
+def _read_piped(_prompt: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def run_console(settings: Settings) -> None:
+    """The console channel as the owner: the twin on embedded defaults, answering what is typed or piped in."""
+    asyncio.run(_talk(settings, ConsoleSpeaker.owner(settings.owner_name), banner=True))
+
+
+def chat(
+    as_name: Annotated[str | None, typer.Option("--as", help="Talk as this person instead of the owner.")] = None,
+) -> None:
+    """Talk with the twin in the terminal: as the owner, or --as someone else talking about or to the owner."""
+    from twin.cli import load_settings
+
+    settings = load_settings()
+    asyncio.run(_talk(settings, _speaker(settings, as_name), banner=True))
+
+
+def ask(
+    text: Annotated[str, typer.Argument(help="The message.")],
+    as_name: Annotated[str | None, typer.Option("--as", help="Ask as this person instead of the owner.")] = None,
+    expert: Annotated[str | None, typer.Option(help="Relay to this expert (see TWIN_EXPERTS).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the mode, model and memory ids as JSON.")] = False,
+) -> None:
+    """One message, one answer: for scripts."""
+    from twin.cli import load_settings
+
+    settings = load_settings()
+    speaker = _speaker(settings, as_name)
+    message = f"/ask {expert} {text}" if expert else text
+    reply = asyncio.run(_ask_once(settings, speaker, message))
+    if as_json:
+        out.print_json(json.dumps(reply_json(reply), default=str))
+    else:
+        out.print(reply.text, markup=False, highlight=False)
+    if reply.error:
+        raise typer.Exit(1)
+
+
+async def _ask_once(settings: Settings, speaker: ConsoleSpeaker, text: str) -> Reply:
+    from twin.app import open_twin
+    from twin.conversation import model_server, open_pipeline
+
+    with open_twin(settings) as app, model_server(settings) as url:
+        async with open_pipeline(app, url) as pipeline:
+            reply = await pipeline.handle(to_inbound(speaker, text))
+    assert reply is not None  # a console message is always new
+    return reply
+
+
+def reply_json(reply: Reply) -> dict:
+    """A reply as `twin ask --json` prints it."""
+    return {
+        "text": reply.text, "mode": str(reply.mode), "audience": reply.audience, "model": reply.model,
+        "context_ids": list(reply.context_ids), "error": reply.error, **reply.details,
+    }
+
+
+@people_app.command("list")
+def people_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Everyone the twin knows, with their trust and accounts."""
+    from storage.people import PeopleDirectory
+    from twin.app import open_twin
+    from twin.cli import load_settings
+
+    with open_twin(load_settings()) as app:
+        people = PeopleDirectory(app.store.engine).all(app.twin.id)
+    if as_json:
+        rows = [{"id": p.person_id, "name": p.name, "trust": p.trust, "accounts": accounts} for p, accounts in people]
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("id", "name", "trust", "accounts")
+    for person, accounts in people:
+        table.add_row(str(person.person_id), person.name, person.trust, ", ".join(accounts))
+    out.print(table)
+
+
+@people_app.command("trust")
+def people_trust(
+    person: Annotated[str, typer.Argument(help="Id, name or account id of the person.")],
+    level: Annotated[str, typer.Argument(help="contact or stranger.")],
+) -> None:
+    """Make someone a contact (sees contacts-level memory) or a stranger (public only)."""
+    from storage.people import PeopleDirectory
+    from twin.app import open_twin
+    from twin.cli import fail, load_settings
+
+    with open_twin(load_settings()) as app:
+        directory = PeopleDirectory(app.store.engine)
+        found = directory.find(app.twin.id, person)
+        if found is None or found.person_id is None:
+            fail(f"no person matches {person!r}; `twin people list` shows who the twin knows")
+        changed = directory.set_trust(app.twin.id, found.person_id, level)
+    out.print(f"{changed.name} is now a {changed.trust}")

@@ -1,0 +1,70 @@
+"""Builds the conversation side of a twin: the LLM client, the experts and the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+
+import httpx
+
+from bots.console import CONSOLE, CONSOLE_OWNER_ID
+from core.audience import AudienceResolver, owner_accounts
+from core.experts import Expert
+from core.llm import OpenAIChatClient
+from core.pipeline import Pipeline
+from core.respond import ModelRouter, Responder
+from storage.models import Visibility
+from storage.people import PeopleDirectory
+from twin.app import TwinApp
+from twin.settings import ExpertSettings, Settings
+
+EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
+
+
+@contextmanager
+def model_server(settings: Settings) -> Iterator[str]:
+    """The configured model server's URL, or the local vLLM's: reused if running, else started and stopped after."""
+    if settings.llm_url:
+        yield settings.llm_url
+        return
+    from twin.llm.server import ManagedVLLM
+
+    server = ManagedVLLM(settings)
+    url = server.ensure_running()
+    try:
+        yield url
+    finally:
+        server.stop()  # stops only a server this process started
+
+
+def _http(url: str, key: str | None, timeout: float) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=timeout)
+
+
+def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Expert:
+    client = OpenAIChatClient(http, default_model=config.model, max_tokens=1024)
+    return Expert(name=name, model=config.model, client=client, audience=EXPERT_AUDIENCE[config.visibility])
+
+
+@asynccontextmanager
+async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
+    """The pipeline for one twin, talking to the model server at `url`; clients closed on exit."""
+    settings = app.settings
+    async with AsyncExitStack() as stack:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        http = await stack.enter_async_context(_http(url, key, settings.llm_timeout))
+        llm = OpenAIChatClient(http, default_model=settings.llm_served_name, max_tokens=settings.llm_max_tokens,
+                               attempts=settings.llm_retries)
+        experts = {}
+        for name, config in settings.experts.items():
+            expert_key = config.api_key.get_secret_value() if config.api_key else None
+            expert_http = await stack.enter_async_context(_http(config.url, expert_key, config.timeout))
+            experts[name] = _expert(name, config, expert_http)
+        twin_id = app.twin.id
+        owners = owner_accounts([*settings.owner_ids, f"{CONSOLE}:{CONSOLE_OWNER_ID}"])
+        audiences = AudienceResolver(PeopleDirectory(app.store.engine), twin_id, app.twin.display_name, owners)
+        responder = Responder(twin_id, app.twin.display_name, app.searcher, llm,
+                              ModelRouter(settings.llm_served_name), experts)
+        yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
+                       Visibility(settings.default_visibility))
