@@ -17,7 +17,7 @@ from core.prompts import (
     memory_block,
     on_behalf_prompt,
 )
-from storage.models import L0Item
+from storage.models import ItemKind, L0Item
 from storage.people import Speaker
 from storage.search import HybridSearcher, SearchScope
 
@@ -73,10 +73,12 @@ class Responder:
     async def retrieve(self, query: str, audience: str, exclude: Sequence[int] = ()) -> list[L0Item]:
         """The L0 items this audience may see that best match the query."""
         scope = SearchScope(twin_id=self.twin_id, audience=audience)
-        wanted = self.budget.memory_items + len(exclude)
+        wanted = 2 * self.budget.memory_items + len(exclude)
         results = await asyncio.to_thread(self.searcher.search, clip(query, 1000), scope, wanted)
         skip = set(exclude)
-        return [r.item for r in results if r.item.id not in skip][: self.budget.memory_items]
+        # The twin's own earlier replies stay in L0 but are not evidence: quoting them would compound mistakes.
+        found = [r.item for r in results if r.item.id not in skip and r.item.kind != ItemKind.reply]
+        return found[: self.budget.memory_items]
 
     async def converse(self, speaker: Speaker, text: str, history: Sequence[L0Item], exclude: Sequence[int]) -> Answer:
         """The owner gets their assistant; anyone else gets the twin speaking for the owner."""

@@ -40,12 +40,22 @@ class PeopleDirectory:
             return _speaker(person) if person else None
 
     def find(self, twin_id: int, name_or_id: str) -> Speaker | None:
-        """A person by id, display name or any account id (case-insensitive names)."""
+        """The one person matching (see `matches`), or None when none or several do."""
+        found = self.matches(twin_id, name_or_id)
+        return found[0] if len(found) == 1 else None
+
+    def matches(self, twin_id: int, name_or_id: str) -> list[Speaker]:
+        """People by id, 'platform:account', display name or account id (names case-insensitive)."""
         with Session(self.engine) as session:
             if name_or_id.isdigit():
                 person = session.get(Person, int(name_or_id))
                 if person and person.twin_id == twin_id:
-                    return _speaker(person)
+                    return [_speaker(person)]
+            platform, _, account = name_or_id.partition(":")
+            if account:
+                exact = self.by_identity(twin_id, platform, account)
+                if exact is not None:
+                    return [exact]
             handle = name_or_id.lstrip("@").lower()
             query = (
                 select(Person)
@@ -54,9 +64,9 @@ class PeopleDirectory:
                 .where(or_(Person.display_name.ilike(handle), Identity.external_id.ilike(handle),
                            Identity.display_name.ilike(handle)))
                 .order_by(Person.id)
+                .distinct()
             )
-            person = session.scalars(query).first()
-            return _speaker(person) if person else None
+            return [_speaker(person) for person in session.scalars(query)]
 
     def add(self, twin_id: int, name: str, trust: str, platform: str, external_id: str) -> Speaker:
         """A new person with one account (or the account's existing holder, with the trust given)."""

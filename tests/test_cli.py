@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from twin.cli import app
+from twin.testing import RecordingLLM
 
 MESSAGES = [
     {"id": 1, "chat": "family", "sender": "Ada", "text": "Our cat Tom knocked over the aquarium again",
@@ -32,7 +34,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_every_command_has_help(runner: CliRunner) -> None:
-    commands = (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["bench", "retrieval"], ["bench", "scale"])
+    commands = (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["chat"], ["ask"], ["people", "list"],
+                ["people", "trust"], ["bench", "retrieval"], ["bench", "scale"], ["bench", "pipeline"])
     for command in commands:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, command
@@ -118,11 +121,61 @@ def test_reindex_rebuilds_from_the_database(runner: CliRunner, tmp_path: Path) -
     assert found[0]["chat"] == "work"
 
 
-def test_run_reports_memory_and_exits_without_a_terminal(runner: CliRunner, tmp_path: Path) -> None:
+@pytest.fixture
+def recording_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingLLM]:
+    """A model server that answers with the prompt it got; the twin is pointed at it."""
+    with RecordingLLM() as server:
+        monkeypatch.setenv("TWIN_LLM_URL", server.url)
+        monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
+        yield server
+
+
+def test_run_answers_piped_lines_through_the_console_channel(
+    runner: CliRunner, tmp_path: Path, recording_llm: RecordingLLM
+) -> None:
     runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES))])
-    result = runner.invoke(app, ["run"])
+    result = runner.invoke(app, ["run"], input="what did Tom knock over?\n/help\n")
     assert result.exit_code == 0, result.output
-    assert "3 items in memory" in result.stdout
+    assert "3 items in memory" in result.output
+    assert "Our cat Tom knocked over the aquarium again" in result.stdout  # memory reached the prompt
+    assert "/introduce" in result.stdout
+    assert len(recording_llm.requests) == 1  # /help needs no model
+
+
+def test_ask_json_reports_mode_model_and_memory_ids(
+    runner: CliRunner, tmp_path: Path, recording_llm: RecordingLLM
+) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES))])
+    found = json.loads(runner.invoke(app, ["search", "quarterly report", "--k", "1", "--json"]).stdout)
+    owner = json.loads(runner.invoke(app, ["ask", "where is the quarterly report?", "--json"]).stdout)
+    assert owner["mode"] == "assistant" and owner["model"] == "base" and owner["audience"] == "owner"
+    assert found[0]["id"] in owner["context_ids"]
+    other = json.loads(runner.invoke(app, ["ask", "where is the quarterly report?", "--as", "cleo", "--json"]).stdout)
+    assert other["mode"] == "on_behalf" and other["audience"] == "stranger"
+    assert found[0]["id"] not in other["context_ids"]  # a private item is not retrieved for a stranger
+    assert "quarterly report draft" not in other["text"]
+
+
+def test_people_trust_makes_a_stranger_a_contact(
+    runner: CliRunner, tmp_path: Path, recording_llm: RecordingLLM
+) -> None:
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "h.jsonl", MESSAGES)), "--visibility", "contacts"])
+    assert json.loads(runner.invoke(app, ["ask", "ferry?", "--as", "bob", "--json"]).stdout)["audience"] == "stranger"
+    ambiguous = runner.invoke(app, ["people", "trust", "bob", "contact"])  # Bob of the import, bob of the console
+    assert ambiguous.exit_code == 1 and "matches 2 people" in ambiguous.output
+    result = runner.invoke(app, ["people", "trust", "console:bob", "contact"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(runner.invoke(app, ["people", "list", "--json"]).stdout)
+    bob = next(person for person in listed if person["name"] == "bob")
+    assert bob["trust"] == "contact" and bob["accounts"] == ["console:bob"]
+    answer = json.loads(runner.invoke(app, ["ask", "when is the ferry?", "--as", "bob", "--json"]).stdout)
+    assert answer["audience"] == "contact" and "book the ferry to Hydra" in answer["text"]
+    assert runner.invoke(app, ["people", "trust", "nobody-here", "contact"]).exit_code == 1
+
+
+def test_as_cannot_pose_as_the_owner_console_account(runner: CliRunner, recording_llm: RecordingLLM) -> None:
+    result = runner.invoke(app, ["ask", "hi", "--as", "@owner"])
+    assert result.exit_code == 2 and "--as needs a plain name" in result.output
 
 
 def test_me_marks_the_owners_messages_as_outbound(runner: CliRunner, tmp_path: Path) -> None:

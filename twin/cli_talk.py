@@ -140,8 +140,11 @@ def people_trust(
 
     with open_twin(load_settings()) as app:
         directory = PeopleDirectory(app.store.engine)
-        found = directory.find(app.twin.id, person)
-        if found is None or found.person_id is None:
+        found = directory.matches(app.twin.id, person)
+        if not found:
             fail(f"no person matches {person!r}; `twin people list` shows who the twin knows")
-        changed = directory.set_trust(app.twin.id, found.person_id, level)
+        if len(found) > 1:
+            names = ", ".join(f"{p.person_id} ({p.name})" for p in found)
+            fail(f"{person!r} matches {len(found)} people: {names}; give the id or platform:account")
+        changed = directory.set_trust(app.twin.id, found[0].person_id, level)
     out.print(f"{changed.name} is now a {changed.trust}")
