@@ -10,11 +10,12 @@ from weakref import WeakValueDictionary
 
 from core.audience import AudienceResolver
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
+from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
 from core.messages import InboundMessage, Mode, Reply, clean_text
 from core.respond import Answer, Responder
 from storage.items import NewItem
-from storage.memory import MemoryStore
+from storage.memory import AddResult, MemoryStore
 from storage.models import Direction, ItemKind, L0Item, Visibility
 from storage.people import Speaker
 
@@ -38,7 +39,7 @@ class Pipeline:
 
     def __init__(
         self, twin_id: int, owner_name: str, store: MemoryStore, audiences: AudienceResolver, responder: Responder,
-        default_visibility: Visibility = Visibility.private,
+        default_visibility: Visibility = Visibility.private, indexer: BackgroundIndexer | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -46,6 +47,7 @@ class Pipeline:
         self.audiences = audiences
         self.responder = responder
         self.default_visibility = default_visibility
+        self.indexer = indexer  # None: index inline, before the reply
         self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
 
     async def handle(self, message: InboundMessage) -> Reply | None:
@@ -71,7 +73,7 @@ class Pipeline:
             sender_id=message.sender_id, text=message.text, occurred_at=message.sent_at,
             chat_title=message.chat_title, raw=message.raw,
         )
-        result = await asyncio.to_thread(self.store.add, self.twin_id, [item], self.default_visibility)
+        result = await self._add(item, self.default_visibility)
         if result.added:
             return await asyncio.to_thread(lambda: self.store.get(result.added_ids)[result.added_ids[0]])
         answered = await asyncio.to_thread(
@@ -166,4 +168,12 @@ class Pipeline:
             raw={"in_reply_to": message.message_id, "mode": reply.mode, "audience": reply.audience,
                  "model": reply.model, "context_ids": list(reply.context_ids), **reply.details},
         )
-        await asyncio.to_thread(self.store.add, self.twin_id, [item], Visibility.private)
+        await self._add(item, Visibility.private)
+
+    async def _add(self, item: NewItem, visibility: Visibility) -> AddResult:
+        """Write the L0 row now; index it now, or hand it to the background indexer."""
+        if self.indexer is None:
+            return await asyncio.to_thread(self.store.add, self.twin_id, [item], visibility)
+        result = await asyncio.to_thread(self.store.add, self.twin_id, [item], visibility, index=False)
+        self.indexer.submit(result.added_ids)
+        return result

@@ -136,17 +136,27 @@ class MemoryStore:
 
     def add(
         self, twin_id: int, items: Iterable[NewItem], default_visibility: Visibility = Visibility.private,
-        batch_size: int = 512,
+        batch_size: int = 512, index: bool = True,
     ) -> AddResult:
-        """Append items; those whose (source, source_id) is already stored are skipped. Returns what was new."""
+        """Append items; those whose (source, source_id) is already stored are skipped. Returns what was new.
+
+        With index=False only the SQL rows are written (the source of truth); the caller indexes them later
+        with `index_ids`, and `sync_index` at start-up covers a crash in between.
+        """
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
         for batch in _batches(items, batch_size):
             rows = self._insert(twin_id, owner_id, batch, default_visibility)
             result.added_ids.extend(row.id for row in rows)
             result.duplicates += len(batch) - len(rows)
-            self._index(rows)
+            if index:
+                self._index(rows)
         return result
+
+    def index_ids(self, ids: list[int]) -> None:
+        """Embed and index stored items that were added with index=False."""
+        rows = self.get(ids)
+        self._index([rows[id] for id in sorted(rows)])
 
     def _insert(
         self, twin_id: int, owner_id: int, batch: list[NewItem], default_visibility: Visibility

@@ -17,12 +17,14 @@ from rich.table import Table
 
 from storage.errors import ImportFormatError, StorageError
 from storage.search import SearchResult, SearchScope
+from twin.cli_llm import llm_app
 from twin.cli_talk import ask, chat, people_app
 from twin.settings import Settings
 
 app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
 app.command()(chat)
 app.command()(ask)
@@ -265,6 +267,19 @@ def bench_scale(
     from twin.bench.scale import run_scale_bench
 
     run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    n: Annotated[int, typer.Option("--n", min=1000, help="Items in memory (built once, then reused).")] = 100_000,
+    llm: Annotated[bool, typer.Option("--llm/--no-llm", help="Also time the local vLLM (TTFT, tokens/s).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Time per message outside generation at N items, and the local vLLM's speed for 1 and 8 conversations."""
+    from twin.bench.pipeline import run_pipeline_bench
+
+    run_pipeline_bench(n, llm, as_json=as_json, results_path=results, console=console, out=out)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import httpx
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.audience import AudienceResolver, owner_accounts
 from core.experts import Expert
+from core.indexer import BackgroundIndexer
 from core.llm import OpenAIChatClient
 from core.pipeline import Pipeline
 from core.respond import ModelRouter, Responder
@@ -66,5 +67,6 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         audiences = AudienceResolver(PeopleDirectory(app.store.engine), twin_id, app.twin.display_name, owners)
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm,
                               ModelRouter(settings.llm_served_name), experts)
+        indexer = await stack.enter_async_context(BackgroundIndexer(app.store))
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
-                       Visibility(settings.default_visibility))
+                       Visibility(settings.default_visibility), indexer)

@@ -49,8 +49,9 @@ def instance_of(schema: dict[str, Any], text: str, defs: dict[str, Any] | None =
 class RecordingLLM:
     """Serves /v1/chat/completions and /v1/models on 127.0.0.1; records every request body."""
 
-    def __init__(self, served: tuple[str, ...] = ("base",)) -> None:
+    def __init__(self, served: tuple[str, ...] = ("base",), cut_to_max_tokens: bool = False) -> None:
         self.served = served
+        self.cut_to_max_tokens = cut_to_max_tokens  # like a real model: at most max_tokens (here: words) back
         self.requests: list[dict[str, Any]] = []
         self.script: deque[str | dict | Fault] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -89,6 +90,8 @@ class RecordingLLM:
             content = json.dumps(instance_of(body["response_format"]["json_schema"]["schema"], text))
         else:
             content = text
+        if self.cut_to_max_tokens and body.get("max_tokens"):
+            content = " ".join(content.split(" ")[: body["max_tokens"]])
         return 200, json.dumps(self._completion(body, content)), 0.0
 
     @staticmethod

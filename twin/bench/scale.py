@@ -92,12 +92,12 @@ def generate_messages(n: int, seed: int = SEED) -> Iterator[NewItem]:
         sender = FIRST_NAMES[rng.randrange(SENDERS)]
         yield NewItem(
             source="bench", source_id=f"m{i}", chat=chat, chat_title=f"{topic} {chat[-2:]}", sender=sender,
-            sender_id=sender.lower(), text=_message(rng, topic), occurred_at=start + step * i,
+            sender_id=sender.lower(), text=synthetic_text(rng, topic), occurred_at=start + step * i,
             visibility=rng.choice((Visibility.private, Visibility.contacts, Visibility.public)),
         )
 
 
-def _message(rng: random.Random, topic: str) -> str:
+def synthetic_text(rng: random.Random, topic: str) -> str:
     """One to several filled templates, mostly on the chat's topic, cut to 5-40 words."""
     length = rng.randint(5, 40)
     words = [rng.choice(OPENERS)] if rng.random() < 0.3 else []
@@ -214,7 +214,7 @@ def run_scale_bench(n: int, as_json: bool, results_path: Path | None, console: C
     report["wall_s"] = round(time.perf_counter() - started, 1)
     _print(report, as_json, out)
     if results_path is not None:
-        _record(report, results_path)
+        record_result(report, results_path)
     return report
 
 
@@ -263,7 +263,7 @@ def _print(report: dict, as_json: bool, out: Console) -> None:
     out.print(table)
 
 
-def _record(report: dict, path: Path) -> None:
+def record_result(report: dict, path: Path) -> None:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "processor": platform.processor() or platform.machine()}
     record = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
