@@ -21,6 +21,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("introduce", "/introduce [NAME]", "introduce the owner (to NAME, or to you)", owner_only=False),
     CommandSpec("ask", "/ask EXPERT QUESTION", "relay a question to an expert model with the owner's context",
                 owner_only=True),
+    CommandSpec("remember", "/remember [private:|contacts:|public:] TEXT",
+                "remember a fact about the owner (private unless a level is given)", owner_only=True),
+    CommandSpec("profile", "/profile", "the owner's profile, as far as you may see it", owner_only=False),
+    CommandSpec("facts", "/facts", "the facts the twin keeps about the owner, with ids", owner_only=True),
+    CommandSpec("visibility", "/visibility FACT_ID private|contacts|public", "who may see a fact",
+                owner_only=True),
+    CommandSpec("forget", "/forget WHAT", "show what matches, then forget it everywhere on /forget yes",
+                owner_only=True),
+    CommandSpec("autoreply", "/autoreply on|off", "answer messages sent to the owner on their behalf, or stop",
+                owner_only=True),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 
@@ -43,8 +53,9 @@ def parse_command(text: str) -> CommandCall | None:
     return CommandCall(name=name, args=args.strip())
 
 
-def help_text(owner_name: str, is_owner: bool) -> str:
-    """The commands this speaker may use."""
+def help_text(owner_name: str, is_owner: bool, available: set[str] | None = None) -> str:
+    """The commands this speaker may use (of those this deployment handles)."""
     lines = [f"I am {owner_name}'s twin. Talk to me, or use a command:"]
-    lines += [f"{spec.usage} - {spec.summary}" for spec in COMMANDS if is_owner or not spec.owner_only]
+    lines += [f"{spec.usage} - {spec.summary}" for spec in COMMANDS
+              if (is_owner or not spec.owner_only) and (available is None or spec.name in available)]
     return "\n".join(lines)

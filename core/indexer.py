@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from storage.memory import MemoryStore
 
@@ -18,6 +20,7 @@ class BackgroundIndexer:
         self._pending: list[int] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()  # one batch at a time; held by `paused()`
 
     async def __aenter__(self) -> BackgroundIndexer:
         self._task = asyncio.create_task(self._run(), name="twin-indexer")
@@ -36,13 +39,23 @@ class BackgroundIndexer:
 
     async def flush(self) -> None:
         """Index everything queued so far (at shutdown, or before a search that must see it)."""
-        await self._index_pending()
+        async with self._lock:
+            await self._index_pending()
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Everything queued indexed, then no indexing until the block ends (a forget must not race a batch
+        that read the chat context before the deletion)."""
+        async with self._lock:
+            await self._index_pending()
+            yield
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._index_pending()
+            async with self._lock:
+                await self._index_pending()
 
     async def _index_pending(self) -> None:
         batch, self._pending = self._pending, []

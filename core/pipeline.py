@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from weakref import WeakValueDictionary
 
 from core.audience import AudienceResolver
+from core.autoreply import Autoreply
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
+from core.forgetting import ForgetConversation
 from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
 from core.messages import InboundMessage, Mode, Reply, clean_text
@@ -18,8 +23,10 @@ from storage.items import NewItem
 from storage.memory import AddResult, MemoryStore
 from storage.models import Direction, ItemKind, L0Item, Visibility
 from storage.people import Speaker
+from storage.state import StateStore
 
 log = logging.getLogger(__name__)
+CommandHandler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 
 TWIN_SENDER_ID = "twin:self"  # the account the twin's own replies are logged under
 HISTORY_TURNS = 6
@@ -40,6 +47,8 @@ class Pipeline:
     def __init__(
         self, twin_id: int, owner_name: str, store: MemoryStore, audiences: AudienceResolver, responder: Responder,
         default_visibility: Visibility = Visibility.private, indexer: BackgroundIndexer | None = None,
+        forgetting: ForgetConversation | None = None, autoreply: Autoreply | None = None,
+        more_commands: dict[str, CommandHandler] | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -48,10 +57,16 @@ class Pipeline:
         self.responder = responder
         self.default_visibility = default_visibility
         self.indexer = indexer  # None: index inline, before the reply
+        self.forgetting = forgetting
+        self.autoreply = autoreply or Autoreply(StateStore(store.engine), twin_id)
+        self.command_handlers: dict[str, CommandHandler] = {
+            "help": self._help, "status": self._status, "introduce": self._introduce, "ask": self._ask,
+            "forget": self._forget, "autoreply": self._autoreply,
+        } | (more_commands or {})  # e.g. the memory commands (core.memory_commands)
         self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
 
     async def handle(self, message: InboundMessage) -> Reply | None:
-        """The reply to a message, or None when it was answered before (a redelivery)."""
+        """The reply to a message; None when it was answered before (a redelivery) or is not to be answered."""
         message = replace(message, text=clean_text(message.text))
         lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
         async with lock:  # one message at a time per chat keeps order and stops double answers
@@ -61,6 +76,8 @@ class Pipeline:
             speaker = await asyncio.to_thread(
                 self.audiences.identify, message.platform, message.sender_id, message.sender_name
             )
+            if not await self.autoreply.answers(message, speaker):
+                return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
             reply = await self.respond(message, stored, speaker)
             if reply.error is None:
                 await self.log_reply(message, reply)
@@ -72,6 +89,8 @@ class Pipeline:
             source=message.platform, source_id=message.message_id, chat=message.chat_id, sender=message.sender_name,
             sender_id=message.sender_id, text=message.text, occurred_at=message.sent_at,
             chat_title=message.chat_title, raw=message.raw,
+            # The owner's own words are outbound: L1 extraction grounds facts about the owner only in those.
+            direction=Direction.outbound if self.audiences.is_owner(message.platform, message.sender_id) else None,
         )
         result = await self._add(item, self.default_visibility)
         if result.added:
@@ -102,30 +121,37 @@ class Pipeline:
             return Answer(EMPTY, Mode.command)
         call = parse_command(message.text)
         if call is not None:
-            return await self.command(call, speaker)
+            return await self.command(call, speaker, message)
         history = await asyncio.to_thread(
             self.store.recent_in_chat, self.twin_id, message.platform, message.chat_id, stored.id, HISTORY_TURNS
         )
         exclude = [stored.id, *(item.id for item in history)]
         return await self.responder.converse(speaker, message.text, history, exclude)
 
-    async def command(self, call: CommandCall, speaker: Speaker) -> Answer:
+    async def command(self, call: CommandCall, speaker: Speaker, message: InboundMessage) -> Answer:
         """A slash command; those that change memory or the model are the owner's alone."""
         spec = BY_NAME.get(call.name)
-        is_owner = speaker.trust == "owner"
-        if spec is None:
+        handler = self.command_handlers.get(call.name)
+        if spec is None or handler is None:
             return Answer(f"I don't know /{call.name}. /help lists what I can do.", Mode.command)
-        if spec.owner_only and not is_owner:
+        if spec.owner_only and speaker.trust != "owner":
             return Answer(f"Only {self.owner_name} can use /{spec.name}.", Mode.command)
-        if call.name == "help":
-            return Answer(help_text(self.owner_name, is_owner), Mode.command)
-        if call.name == "status":
-            return await self._status(is_owner)
-        if call.name == "introduce":
-            return await self._introduce(call.args, speaker)
-        return await self._ask(call.args)
+        return await handler(call.args, speaker, message)
 
-    async def _introduce(self, name: str, speaker: Speaker) -> Answer:
+    async def _help(self, _args: str, speaker: Speaker, _message: InboundMessage) -> Answer:
+        return Answer(help_text(self.owner_name, speaker.trust == "owner", set(self.command_handlers)), Mode.command)
+
+    async def _forget(self, args: str, _speaker: Speaker, message: InboundMessage) -> Answer:
+        if self.forgetting is None:
+            return Answer("Forgetting is not set up in this deployment.", Mode.command)
+        async with self.indexer.paused() if self.indexer else contextlib.nullcontext():
+            text = await self.forgetting.handle(args, (message.platform, message.chat_id))
+        return Answer(text, Mode.command)
+
+    async def _autoreply(self, args: str, _speaker: Speaker, _message: InboundMessage) -> Answer:
+        return await self.autoreply.command(args)
+
+    async def _introduce(self, name: str, speaker: Speaker, _message: InboundMessage) -> Answer:
         """The owner introduced to NAME (or to the speaker); someone else only gets what they may see themself."""
         if not name:
             return await self.responder.introduce(speaker)
@@ -134,7 +160,7 @@ class Pipeline:
             target = Speaker(person_id=target.person_id, name=target.name, trust=speaker.trust)
         return await self.responder.introduce(target)
 
-    async def _ask(self, args: str) -> Answer:
+    async def _ask(self, args: str, _speaker: Speaker, _message: InboundMessage) -> Answer:
         name, _, request = args.partition(" ")
         if not self.responder.experts:
             return Answer("No expert is configured (TWIN_EXPERTS).", Mode.command)
@@ -143,8 +169,8 @@ class Pipeline:
             return Answer(f"Usage: /ask EXPERT QUESTION, with EXPERT one of: {known}.", Mode.command)
         return await self.responder.ask_expert(name, request.strip())
 
-    async def _status(self, is_owner: bool) -> Answer:
-        if not is_owner:
+    async def _status(self, _args: str, speaker: Speaker, _message: InboundMessage) -> Answer:
+        if speaker.trust != "owner":
             return Answer(f"I am {self.owner_name}'s twin, and I am up.", Mode.command)
         count = await asyncio.to_thread(self.store.count, self.twin_id)
         model = self.responder.router.model_for("owner")
@@ -172,8 +198,11 @@ class Pipeline:
 
     async def _add(self, item: NewItem, visibility: Visibility) -> AddResult:
         """Write the L0 row now; index it now, or hand it to the background indexer."""
+        # Live messages are blocked by a tombstone of their own source id only: someone saying a forgotten
+        # sentence again is new information, a re-imported export is not.
+        add = partial(self.store.add, self.twin_id, [item], visibility, match_forgotten_text=False)
         if self.indexer is None:
-            return await asyncio.to_thread(self.store.add, self.twin_id, [item], visibility)
-        result = await asyncio.to_thread(self.store.add, self.twin_id, [item], visibility, index=False)
+            return await asyncio.to_thread(add)
+        result = await asyncio.to_thread(add, index=False)
         self.indexer.submit(result.added_ids)
         return result

@@ -16,6 +16,7 @@ from storage.embeddings import Embedder
 from storage.items import NewItem
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, L0Item, Person, Twin, Visibility
+from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
 
@@ -25,6 +26,7 @@ class AddResult:
 
     added_ids: list[int]
     duplicates: int
+    forgotten: int = 0  # skipped because the owner forgot them (a tombstone matched)
 
     @property
     def added(self) -> int:
@@ -67,7 +69,8 @@ class MemoryStore:
         self.index = index
         self.embedder = embedder
         self.lexical = lexical
-        self._people_cache: dict[tuple[int, str, str], int] = {}  # (twin, platform, account) -> person
+        self._people_cache: dict[tuple[int, str, str], int] = {}
+        self.tombstones = Tombstones()  # (twin, platform, account) -> person
 
     # -- twins and people -------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class MemoryStore:
 
     def add(
         self, twin_id: int, items: Iterable[NewItem], default_visibility: Visibility = Visibility.private,
-        batch_size: int = 512, index: bool = True,
+        batch_size: int = 512, index: bool = True, match_forgotten_text: bool = True,
     ) -> AddResult:
         """Append items; those whose (source, source_id) is already stored are skipped. Returns what was new.
 
@@ -146,9 +149,10 @@ class MemoryStore:
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
         for batch in _batches(items, batch_size):
-            rows = self._insert(twin_id, owner_id, batch, default_visibility)
+            rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             result.added_ids.extend(row.id for row in rows)
-            result.duplicates += len(batch) - len(rows)
+            result.forgotten += forgotten
+            result.duplicates += len(batch) - len(rows) - forgotten
             if index:
                 self._index(rows)
         return result
@@ -159,9 +163,15 @@ class MemoryStore:
         self._index([rows[id] for id in sorted(rows)])
 
     def _insert(
-        self, twin_id: int, owner_id: int, batch: list[NewItem], default_visibility: Visibility
-    ) -> list[L0Item]:
+        self, twin_id: int, owner_id: int, batch: list[NewItem], default_visibility: Visibility, match_text: bool
+    ) -> tuple[list[L0Item], int]:
         with Session(self.engine, expire_on_commit=False) as session:
+            keys = [(item.source, item.source_id, item.text) for item in batch]
+            buried = self.tombstones.buried(session, twin_id, keys, match_text)
+            kept = [item for item, gone in zip(batch, buried, strict=True) if not gone]
+            if not kept:
+                return [], len(batch)
+            batch = kept
             people = self._people(session, twin_id, batch)
             values = [self._row(twin_id, owner_id, people, item, default_visibility) for item in batch]
             inserted = self._insert_ignoring_duplicates(session, values)
@@ -169,7 +179,7 @@ class MemoryStore:
         # Only committed people are cached: a rolled-back batch must not leave ids that do not exist.
         self._people_cache.update({(twin_id, *key): person for key, person in people.items()})
         by_key = {(row["source"], row["source_id"]): row for row in values}
-        return [L0Item.model_construct(id=id, **by_key[key]) for id, key in sorted(inserted)]
+        return [L0Item.model_construct(id=id, **by_key[key]) for id, key in sorted(inserted)], sum(buried)
 
     @staticmethod
     def _row(

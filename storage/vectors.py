@@ -102,6 +102,8 @@ class EdgeVectorIndex:
         return qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=self._dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            # Forgetting must reach the disk: any deleted point makes optimize() rewrite its segment.
+            optimizers=qe.EdgeOptimizersConfig(deleted_threshold=1e-9, vacuum_min_vector_number=1),
         )
 
     def _open(self):  # noqa: ANN202

@@ -10,12 +10,18 @@ import httpx
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.audience import AudienceResolver, owner_accounts
 from core.experts import Expert
+from core.forgetting import ForgetConversation, Forgetter
 from core.indexer import BackgroundIndexer
 from core.llm import OpenAIChatClient
+from core.memory_commands import MemoryCommands
 from core.pipeline import Pipeline
+from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
+from storage.facts import FactStore
+from storage.forget import L0Forgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
+from storage.profiles import ProfileStore
 from twin.app import TwinApp
 from twin.settings import ExpertSettings, Settings
 
@@ -48,6 +54,11 @@ def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Exper
     return Expert(name=name, model=config.model, client=client, audience=EXPERT_AUDIENCE[config.visibility])
 
 
+def build_forgetter(app: TwinApp) -> Forgetter:
+    """Forgetting over L0 and every layer derived from it."""
+    return Forgetter(L0Forgetting(app.store))
+
+
 @asynccontextmanager
 async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
     """The pipeline for one twin, talking to the model server at `url`; clients closed on exit."""
@@ -65,8 +76,13 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         twin_id = app.twin.id
         owners = owner_accounts([*settings.owner_ids, f"{CONSOLE}:{CONSOLE_OWNER_ID}"])
         audiences = AudienceResolver(PeopleDirectory(app.store.engine), twin_id, app.twin.display_name, owners)
+        facts = FactStore(app.store.engine)
+        profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine))
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm,
-                              ModelRouter(settings.llm_served_name), experts)
+                              ModelRouter(settings.llm_served_name), experts, profile=profile)
+        memory = MemoryCommands(twin_id, app.twin.display_name, app.store, facts, profile)
         indexer = await stack.enter_async_context(BackgroundIndexer(app.store))
+        forgetting = ForgetConversation(build_forgetter(app), twin_id)
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
-                       Visibility(settings.default_visibility), indexer)
+                       Visibility(settings.default_visibility), indexer, forgetting,
+                       more_commands=memory.handlers())

@@ -46,6 +46,7 @@ class ImportReport:
     format: str
     added: int = 0
     duplicates: int = 0
+    forgotten: int = 0
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -97,6 +98,7 @@ def import_path(
         result = store.add(twin_id, batch, default_visibility=default_visibility, batch_size=batch_size)
         report.added += result.added
         report.duplicates += result.duplicates
+        report.forgotten += result.forgotten
         if progress:
             progress(len(batch), len(items))
     if report.added:

@@ -5,6 +5,7 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import storage.tombstones  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

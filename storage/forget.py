@@ -1,0 +1,115 @@
+"""Forgetting in L0: find what matches, then remove it from SQL, the vector index and the bytes on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import String, and_, cast, delete, select
+from sqlmodel import Session
+
+from storage.database import checkpoint
+from storage.errors import StorageError
+from storage.memory import CONTEXT_TURNS, MemoryStore
+from storage.models import L0Item
+
+
+@dataclass(frozen=True)
+class ForgetQuery:
+    """What to forget; the criteria given are combined (all must hold)."""
+
+    text: str | None = None  # case-insensitive substring of the text or the raw payload
+    message_ids: tuple[int, ...] = ()
+    chat: str | None = None
+    before: datetime | None = None
+    fact_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.text is not None and len(self.text.strip()) < 3:
+            raise StorageError("say at least 3 characters of what to forget")
+
+    @property
+    def selects_l0(self) -> bool:
+        """Whether this query names L0 items (a fact id alone does not)."""
+        return bool(self.text or self.message_ids or self.chat or self.before)
+
+    def describe(self) -> str:
+        """The query in words, for confirmations."""
+        parts = [f'text containing "{self.text}"'] if self.text else []
+        parts += [f"message {i}" for i in self.message_ids] + [f"fact {i}" for i in self.fact_ids]
+        parts += [f"chat {self.chat}"] if self.chat else []
+        parts += [f"before {self.before:%Y-%m-%d}"] if self.before else []
+        return " and ".join(parts) or "nothing"
+
+
+def _like(text: str) -> str:
+    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class L0Forgetting:
+    """The L0 layer of forgetting."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def find(self, twin_id: int, query: ForgetQuery) -> list[L0Item]:
+        """Every L0 item matching the query (not a top-k: all of them)."""
+        if not query.selects_l0:
+            return []
+        conditions = [L0Item.twin_id == twin_id]
+        if query.text:
+            pattern = _like(query.text)
+            conditions.append(L0Item.text.ilike(pattern, escape="\\")
+                              | cast(L0Item.raw, String).ilike(pattern, escape="\\"))
+        if query.message_ids:
+            conditions.append(L0Item.id.in_(query.message_ids))
+        if query.chat:
+            conditions.append(L0Item.chat == query.chat)
+        if query.before:
+            conditions.append(L0Item.occurred_at < query.before)
+        with Session(self.store.engine, expire_on_commit=False) as session:
+            return list(session.scalars(select(L0Item).where(and_(*conditions)).order_by(L0Item.id)))
+
+    def remove(self, twin_id: int, items: list[L0Item]) -> int:
+        """Delete the items everywhere, leave tombstones, re-index their neighbours, and purge the bytes."""
+        if not items:
+            return 0
+        ids = [item.id for item in items]
+        neighbours = self._followers(twin_id, items)
+        with Session(self.store.engine) as session:
+            self.store.tombstones.bury(session, twin_id, [(i.source, i.source_id, i.text) for i in items])
+            for start in range(0, len(ids), 500):
+                session.execute(delete(L0Item).where(L0Item.twin_id == twin_id, L0Item.id.in_(ids[start:start + 500])))
+            session.commit()
+        self.store.index.delete(ids)
+        survivors = sorted(set(neighbours) - set(ids))
+        if survivors:  # their indexed context held the forgotten words
+            self.store.index_ids(survivors)
+        self.purge()
+        return len(ids)
+
+    def _followers(self, twin_id: int, items: list[L0Item]) -> list[int]:
+        """Items whose indexed context includes one of these (the next CONTEXT_TURNS of the same chat)."""
+        found: list[int] = []
+        with Session(self.store.engine) as session:
+            for item in items:
+                query = (
+                    select(L0Item.id)
+                    .where(L0Item.twin_id == twin_id, L0Item.chat == item.chat, L0Item.id != item.id,
+                           L0Item.occurred_at >= item.occurred_at)
+                    .order_by(L0Item.occurred_at, L0Item.id)
+                    .limit(CONTEXT_TURNS)
+                )
+                found.extend(session.scalars(query))
+        return found
+
+    def purge(self) -> None:
+        """Make deleted bytes unreadable: vector segments vacuumed, SQLite WAL folded and truncated, PG vacuumed."""
+        self.store.index.compact()
+        engine = self.store.engine
+        if engine.dialect.name == "sqlite":
+            checkpoint(engine)
+            return
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM FULL l0_items")  # rewrites the table: dead tuples leave the files
