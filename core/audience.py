@@ -22,9 +22,13 @@ class AudienceResolver:
         self.owner_name = owner_name
         self.owner_ids = owner_ids
 
+    def is_owner(self, platform: str, sender_id: str) -> bool:
+        """Whether the account is one of the owner's (settings' owner ids; never what a message claims)."""
+        return sender_id in self.owner_ids or f"{platform}:{sender_id}" in self.owner_ids
+
     def identify(self, platform: str, sender_id: str, sender_name: str) -> Speaker:
         """The owner, a contact or a stranger; a new account is a stranger."""
-        if sender_id in self.owner_ids or f"{platform}:{sender_id}" in self.owner_ids:
+        if self.is_owner(platform, sender_id):
             return Speaker(person_id=None, name=self.owner_name, trust="owner")
         known = self.people.by_identity(self.twin_id, platform, sender_id)
         if known is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from core.experts import Expert, relay
 from core.llm import LanguageModel
 from core.messages import Mode
+from core.profile import ProfileView
 from core.prompts import (
     PromptBudget,
     assistant_prompt,
@@ -60,7 +61,7 @@ class Responder:
 
     def __init__(
         self, twin_id: int, owner_name: str, searcher: HybridSearcher, llm: LanguageModel, router: ModelRouter,
-        experts: dict[str, Expert], budget: PromptBudget | None = None,
+        experts: dict[str, Expert], budget: PromptBudget | None = None, profile: ProfileView | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -69,6 +70,7 @@ class Responder:
         self.router = router
         self.experts = experts
         self.budget = budget or PromptBudget()
+        self.profile = profile  # L1: bio and facts, each audience only its own
 
     async def retrieve(self, query: str, audience: str, exclude: Sequence[int] = ()) -> list[L0Item]:
         """The L0 items this audience may see that best match the query."""
@@ -80,10 +82,16 @@ class Responder:
         found = [r.item for r in results if r.item.id not in skip and r.item.kind != ItemKind.reply]
         return found[: self.budget.memory_items]
 
+    async def profile_for(self, audience: str, query: str) -> str | None:
+        """The L1 profile and facts this audience may see, most related to the query first."""
+        if self.profile is None:
+            return None
+        return await asyncio.to_thread(self.profile.for_prompt, audience, query)
+
     async def converse(self, speaker: Speaker, text: str, history: Sequence[L0Item], exclude: Sequence[int]) -> Answer:
         """The owner gets their assistant; anyone else gets the twin speaking for the owner."""
         memory = await self.retrieve(text, speaker.trust, exclude)
-        block = memory_block(memory, self.budget)
+        block = memory_block(memory, self.budget, profile=await self.profile_for(speaker.trust, text))
         if speaker.trust == "owner":
             mode, messages = Mode.assistant, assistant_prompt(self.owner_name, block, history, text, self.budget)
         else:
@@ -97,7 +105,8 @@ class Responder:
         """The owner introduced to the target, from what the target may see."""
         query = f"{self.owner_name} work interests projects plans {target.name}"
         memory = await self.retrieve(query, target.trust)
-        messages = introduce_prompt(self.owner_name, target.name, memory_block(memory, self.budget))
+        profile = await self.profile_for(target.trust, query)
+        messages = introduce_prompt(self.owner_name, target.name, memory_block(memory, self.budget, profile=profile))
         completion = await self.llm.complete(messages, model=self.router.model_for(target.trust))
         return Answer(guard(completion.text), Mode.introduce, completion.model, tuple(item.id for item in memory),
                       {"target": target.name, "target_audience": target.trust})

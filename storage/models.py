@@ -120,3 +120,89 @@ class L0Item(SQLModel, table=True):
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     raw: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+# -- L1: facts with provenance and time of validity, versioned profiles ------------------------------------
+
+
+class FactOrigin(StrEnum):
+    """How a fact came to be: extracted from L0 by the model, or stated by the owner (/remember)."""
+
+    extracted = "extracted"
+    owner = "owner"
+
+
+class Fact(SQLModel, table=True):
+    """One thing the twin knows about its owner, valid from `valid_from` until `valid_to` (None: still true)."""
+
+    __tablename__ = "facts"
+    __table_args__ = (Index("ix_facts_twin_valid_to", "twin_id", "valid_to"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    visibility: Visibility = Field(default=Visibility.private, sa_type=String(16))
+    visibility_by_owner: bool = Field(default=False, description="The owner set it: inference leaves it alone.")
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    origin: FactOrigin = Field(default=FactOrigin.extracted, sa_type=String(16))
+    valid_from: datetime = Field(sa_type=UTCDateTime)
+    valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    superseded_by: int | None = Field(default=None, foreign_key="facts.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class FactSource(SQLModel, table=True):
+    """Provenance: an L0 item a fact was drawn from (the link goes when either side is deleted)."""
+
+    __tablename__ = "fact_sources"
+
+    fact_id: int = Field(foreign_key="facts.id", primary_key=True, ondelete="CASCADE")
+    l0_item_id: int = Field(foreign_key="l0_items.id", primary_key=True, index=True, ondelete="CASCADE")
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+
+
+class ProfileVersion(SQLModel, table=True):
+    """The bio and topics written for one audience, from what that audience may see; one version per refresh."""
+
+    __tablename__ = "profile_versions"
+    __table_args__ = (UniqueConstraint("twin_id", "version", "audience", name="uq_profile_version_audience"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+    version: int
+    audience: str = Field(max_length=16, description="owner, contact or stranger")
+    global_bio: str = Field(sa_column=Column(Text, nullable=False))
+    status_bio: str = Field(sa_column=Column(Text, nullable=False))
+    topics: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sources: dict[str, list[int]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False),
+        description="What it was written from: {'facts': [...], 'items': [...]} (for forgetting).",
+    )
+    active: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MemoryCursor(SQLModel, table=True):
+    """How far a background job has read L0 (the last item id it processed), per twin."""
+
+    __tablename__ = "memory_cursors"
+
+    twin_id: int = Field(foreign_key="twins.id", primary_key=True)
+    name: str = Field(max_length=32, primary_key=True)
+    position: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PlatformState(SQLModel, table=True):
+    """Small durable state of the twin and its adapters: the autoreply switch, Telegram Business connections."""
+
+    __tablename__ = "platform_state"
+    __table_args__ = (UniqueConstraint("twin_id", "platform", "key", name="uq_platform_state_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+    platform: str = Field(max_length=32, description="'twin' for twin-wide switches, else the platform's name")
+    key: str = Field(max_length=255)
+    value: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -13,10 +13,16 @@ from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import storage.tombstones  # noqa: F401
 from storage.database import alembic_config, create_database_engine, current_revision, migrate
 
-HEAD = "0001"
-TABLES = {"twins", "people", "identities", "l0_items"}
+HEAD = "0004"
+TABLES = {
+    "twins", "people", "identities", "l0_items",  # 0001
+    "facts", "fact_sources", "profile_versions", "memory_cursors",  # 0002: L1 memory
+    "platform_state",  # 0003
+    "tombstones", "twin_salts",  # 0004: forgetting
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

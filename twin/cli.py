@@ -17,7 +17,10 @@ from rich.table import Table
 
 from storage.errors import ImportFormatError, StorageError
 from storage.search import SearchResult, SearchScope
+from twin.cli_forget import forget
 from twin.cli_llm import llm_app
+from twin.cli_memory import register_memory_commands
+from twin.cli_platforms import doctor
 from twin.cli_talk import ask, chat, people_app
 from twin.settings import Settings
 
@@ -28,6 +31,9 @@ app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
 app.command()(chat)
 app.command()(ask)
+register_memory_commands(app)
+app.command()(forget)
+app.command()(doctor)
 console = Console(stderr=True)
 out = Console()
 
@@ -110,12 +116,12 @@ def import_command(
     for rejected in report.rejected[:20]:
         console.print(f"rejected: {rejected}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     summary = {"path": report.path, "format": report.format, "added": report.added,
-               "duplicates": report.duplicates, "rejected": len(report.rejected)}
+               "duplicates": report.duplicates, "forgotten": report.forgotten, "rejected": len(report.rejected)}
     if as_json:
         out.print_json(json.dumps(summary))
     else:
         out.print(f"{report.format}: {report.added} added, {report.duplicates} skipped as duplicates, "
-                  f"{len(report.rejected)} rejected")
+                  f"{report.forgotten} skipped as forgotten, {len(report.rejected)} rejected")
 
 
 def _result_json(result: SearchResult) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import AsyncExitStack
 from typing import Annotated
 
 import typer
@@ -30,12 +31,15 @@ def _speaker(settings: Settings, as_name: str | None) -> ConsoleSpeaker:
         raise typer.Exit(2) from error
 
 
-async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool) -> None:
+async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, background: bool = False) -> None:
     from twin.app import open_twin
     from twin.conversation import model_server, open_pipeline
+    from twin.scheduler import background_jobs
 
     with open_twin(settings) as app, model_server(settings) as url:
-        async with open_pipeline(app, url) as pipeline:
+        async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
+            if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop
+                await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm))
             if banner:
                 total = app.store.count(app.twin.id)
                 console.print(f"[b]Twin[/b] of {app.twin.display_name}: {total} items in memory, model at {url}. "
@@ -55,8 +59,13 @@ def _read_piped(_prompt: str) -> str:
 
 
 def run_console(settings: Settings) -> None:
-    """The console channel as the owner: the twin on embedded defaults, answering what is typed or piped in."""
-    asyncio.run(_talk(settings, ConsoleSpeaker.owner(settings.owner_name), banner=True))
+    """The configured chat platforms; with none, the console channel as the owner (typed or piped in)."""
+    from twin.platforms import configured_platforms, run_platforms
+
+    if configured_platforms(settings):
+        run_platforms(settings)
+        return
+    asyncio.run(_talk(settings, ConsoleSpeaker.owner(settings.owner_name), banner=True, background=True))
 
 
 def chat(

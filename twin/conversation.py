@@ -19,6 +19,7 @@ from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
 from storage.facts import FactStore
 from storage.forget import L0Forgetting
+from storage.l1_forgetting import L1Forgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
@@ -56,7 +57,7 @@ def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Exper
 
 def build_forgetter(app: TwinApp) -> Forgetter:
     """Forgetting over L0 and every layer derived from it."""
-    return Forgetter(L0Forgetting(app.store))
+    return Forgetter(L0Forgetting(app.store), [L1Forgetting(app.store.engine)])
 
 
 @asynccontextmanager
