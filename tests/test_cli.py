@@ -48,7 +48,7 @@ def test_import_search_stats_and_reimport(runner: CliRunner, tmp_path: Path) -> 
     first = runner.invoke(app, ["import", str(source), "--json"])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout) == {"path": str(source), "format": "jsonl", "added": 3, "duplicates": 0,
-                                        "rejected": 0}
+                                        "forgotten": 0, "rejected": 0}
     again = runner.invoke(app, ["import", str(source), "--json"])
     assert json.loads(again.stdout)["added"] == 0
     assert json.loads(again.stdout)["duplicates"] == 3
