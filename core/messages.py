@@ -33,6 +33,7 @@ class InboundMessage:
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     chat_title: str | None = None
     raw: dict[str, Any] | None = field(default=None, compare=False)
+    to_owner: bool = False  # sent to the owner's own account (Telegram Business): answered only while autoreply is on
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from itertools import islice
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from storage.embeddings import Embedder
@@ -149,7 +150,10 @@ class MemoryStore:
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
         for batch in _batches(items, batch_size):
-            rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
+            try:
+                rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
+            except IntegrityError:  # a concurrent writer created one of these senders first; it exists now
+                rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             result.added_ids.extend(row.id for row in rows)
             result.forgotten += forgotten
             result.duplicates += len(batch) - len(rows) - forgotten

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -39,7 +40,8 @@ class Settings(BaseSettings):
     """Everything configurable about one twin deployment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        hide_input_in_errors=True,  # an error must not print tokens and secrets back
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the twin keeps everything.")
@@ -102,6 +104,28 @@ class Settings(BaseSettings):
         '"api_key": "...", "visibility": "public"}}.',
     )
 
+    # Telegram: a bot from @BotFather; the Bot API URL may point at a self-hosted Bot API server.
+    telegram_token: SecretStr | None = Field(default=None, description="Bot token; set, `twin run` runs Telegram.")
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Bot API server.")
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = Field(default=None, description="Public URL Telegram posts updates to.")
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None, description="Checked on every webhook request (1-256 of A-Z a-z 0-9 _ -); others get 403."
+    )
+    telegram_webhook_listen: str = Field(default="127.0.0.1", description="Where the webhook server listens.")
+    telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
+
+    # Slack: an app with a bot token; events over HTTP (signed) or, with an app-level token, over Socket Mode.
+    slack_bot_token: SecretStr | None = Field(default=None, description="xoxb-... token; set, `twin run` runs Slack.")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="Checks every Events API request's signature; unsigned or stale requests get 401."
+    )
+    slack_app_token: SecretStr | None = Field(default=None, description="xapp-... token: Socket Mode, no endpoint.")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
+    slack_host: str = Field(default="127.0.0.1", description="Where the Events API endpoint listens.")
+    slack_port: int = Field(default=3000, ge=1, le=65535)
+    slack_path: str = Field(default="/slack/events", description="Events, interactivity and /twin post here.")
+
     @field_validator("data_dir", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:
@@ -118,6 +142,23 @@ class Settings(BaseSettings):
     def _embedding_endpoint_needs_size(self) -> Settings:
         if self.embedding_url and not self.embedding_dim:
             raise ValueError("TWIN_EMBEDDING_URL needs TWIN_EMBEDDING_DIM (the model's vector size)")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> Settings:
+        if self.telegram_mode == "webhook" and not (self.telegram_webhook_url and self.telegram_webhook_secret):
+            raise ValueError("TWIN_TELEGRAM_MODE=webhook needs TWIN_TELEGRAM_WEBHOOK_URL and "
+                             "TWIN_TELEGRAM_WEBHOOK_SECRET")
+        secret = self.telegram_webhook_secret.get_secret_value() if self.telegram_webhook_secret else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("TWIN_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return self
+
+    @model_validator(mode="after")
+    def _slack_needs_a_way_in(self) -> Settings:
+        if self.slack_bot_token and not (self.slack_signing_secret or self.slack_app_token):
+            raise ValueError("TWIN_SLACK_BOT_TOKEN needs TWIN_SLACK_SIGNING_SECRET (Events API over HTTP) or "
+                             "TWIN_SLACK_APP_TOKEN (Socket Mode)")
         return self
 
     @property

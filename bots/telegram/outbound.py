@@ -1,0 +1,141 @@
+"""Replies back into Bot API calls: split to Telegram's length limit, sent with retries and backoff."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
+
+from bots.telegram.inbound import ReplyTarget
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 4096  # Telegram's longest text message, in UTF-16 code units
+BREAKS = ("\n\n", "\n", ". ", " ")  # preferred split points, best first
+T = TypeVar("T")
+
+
+class TelegramDeliveryError(Exception):
+    """A reply Telegram did not accept, after the retries."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a Bot API call is retried."""
+
+    attempts: int = 5
+    base_delay: float = 0.5  # seconds before the first retry; doubles each time
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0  # a longer flood wait is not sat out: the call fails instead
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """The text in parts of at most `limit`, cut at a paragraph, line, sentence or word when one is near."""
+    parts: list[str] = []
+    rest = text.strip()
+    while utf16_len(rest) > limit:
+        cut = _cut_point(rest, limit)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [*parts, rest] if rest else parts
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to cut: the last good break in the second half of what fits, else as much as fits."""
+    fits = _prefix_fitting(text, limit)
+    for separator in BREAKS:
+        at = text.rfind(separator, fits // 2, fits)
+        if at > 0:
+            return at + 1 if separator == ". " else at  # keep the full stop with its sentence
+    return fits
+
+
+def _prefix_fitting(text: str, limit: int) -> int:
+    """How many characters of the text fit in `limit` UTF-16 units (an emoji takes two)."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return index
+    return len(text)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Flood waits, timeouts and network or server errors pass; a rejected request (400) does not."""
+    return isinstance(error, RetryAfter | NetworkError) and not isinstance(error, BadRequest)
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """The flood wait Telegram asked for, in seconds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # PTB 22 warns while int time periods are phased out
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    backoff = wait_exponential(multiplier=policy.base_delay, max=policy.max_delay)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryAfter):
+            return retry_after_seconds(error)
+        return backoff(state)
+
+    return wait
+
+
+def _stop(policy: RetryPolicy) -> Callable[[RetryCallState], bool]:
+    attempts = stop_after_attempt(policy.attempts)
+
+    def stop(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        too_long = isinstance(error, RetryAfter) and retry_after_seconds(error) > policy.max_retry_after
+        return too_long or attempts(state)
+
+    return stop
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
+    """The call's result, retried on transient errors; TelegramDeliveryError when it keeps failing."""
+    retrying = AsyncRetrying(stop=_stop(policy), wait=_wait(policy), retry=retry_if_exception(is_transient),
+                             reraise=True, before_sleep=_log_retry)
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+    except TelegramError as error:
+        raise TelegramDeliveryError(f"{type(error).__name__}: {error}") from error
+    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("Bot API call failed (%s: %s); attempt %d, retrying", type(error).__name__, error,
+                state.attempt_number)
+
+
+async def send_reply(bot: Bot, target: ReplyTarget, text: str, policy: RetryPolicy) -> list[int]:
+    """Send the text to the target in as many messages as it takes; their message ids."""
+    sent: list[int] = []
+    for index, part in enumerate(split_text(text)):
+        quote = target.reply_to if index == 0 else None
+        message = await with_retries(lambda part=part, quote=quote: bot.send_message(
+            chat_id=target.chat_id, text=part, business_connection_id=target.business_connection_id,
+            message_thread_id=target.thread_id,
+            reply_parameters=ReplyParameters(quote, allow_sending_without_reply=True) if quote else None,
+        ), policy)
+        sent.append(message.message_id)
+    return sent

@@ -1,0 +1,59 @@
+"""The autoreply switch: whether the twin answers, on the owner's behalf, messages sent to the owner's own account."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.messages import InboundMessage, Mode
+from core.respond import Answer
+from storage.people import Speaker
+from storage.state import TWIN_WIDE, StateStore
+
+AUTOREPLY_KEY = "autoreply"
+MODES = ("on", "off", "draft")
+ANSWERING = ("on", "draft")  # draft: the answer goes to the owner for approval first (where the platform can)
+SAID = {
+    "on": "Autoreply is on: I answer messages sent to you (your Telegram Business chats, Slack DMs and mentions) "
+          "on your behalf.",
+    "draft": "Autoreply is on, as drafts: where the platform allows (Slack), I send you my answer to approve, edit "
+             "or discard first.",
+    "off": "Autoreply is off: messages sent to you are saved, and I leave them for you to answer.",
+}
+USAGE = "Usage: /autoreply on|off|draft (without a word: the current setting)."
+
+
+class Autoreply:
+    """The owner's switch, kept in the database so it survives restarts; off until the owner turns it on."""
+
+    def __init__(self, state: StateStore, twin_id: int) -> None:
+        self.state = state
+        self.twin_id = twin_id
+
+    async def mode(self) -> str:
+        """'on', 'off' or 'draft'."""
+        value = await asyncio.to_thread(self.state.get, self.twin_id, TWIN_WIDE, AUTOREPLY_KEY)
+        return str(value.get("mode")) if value and value.get("mode") in MODES else "off"
+
+    async def set(self, mode: str) -> None:
+        """Turn autoreply on, off, or on as drafts."""
+        if mode not in MODES:
+            raise ValueError(f"autoreply mode must be one of {MODES}, got {mode!r}")
+        await asyncio.to_thread(self.state.put, self.twin_id, TWIN_WIDE, AUTOREPLY_KEY, {"mode": mode})
+
+    async def answers(self, message: InboundMessage, speaker: Speaker) -> bool:
+        """Whether to answer: always, unless the message went to the owner's own account (then only while on)."""
+        if not message.to_owner:
+            return True
+        if speaker.trust == "owner":  # the owner writing in their own chats: memory, not a question to the twin
+            return False
+        return await self.mode() in ANSWERING
+
+    async def command(self, args: str) -> Answer:
+        """`/autoreply on|off|draft` switches; a bare `/autoreply` says the current setting."""
+        word = args.strip().lower()
+        if not word:
+            return Answer(SAID[await self.mode()], Mode.command)
+        if word not in MODES:
+            return Answer(USAGE, Mode.command)
+        await self.set(word)
+        return Answer(SAID[word], Mode.command)

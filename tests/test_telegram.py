@@ -1,0 +1,300 @@
+"""Telegram end to end: the real python-telegram-bot Application, built as `twin run` builds it, against a Bot API
+test server over HTTP (polling and webhook), with the real pipeline and a model that answers with its prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from telegram_server import ADA, EVE, MALLORY, TOKEN, BotAPIServer, business, connection, free_port, private
+
+from bots.telegram import TelegramAdapter
+from core.autoreply import SAID
+from core.commands import COMMANDS
+from storage.memory import MemoryStore
+from storage.models import Twin
+from storage.search import HybridSearcher
+from twin.app import TwinApp
+from twin.conversation import open_pipeline
+from twin.platforms import build_telegram
+from twin.settings import Settings
+from twin.testing import RecordingLLM
+
+FIXTURES = Path(__file__).parent / "fixtures" / "telegram_updates"
+ASSISTANT = "personal assistant"  # in the owner's system prompt only
+ON_BEHALF = "on Ada's behalf"  # in the system prompt for everyone else
+SQLITE = pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the pipeline's backends are tested elsewhere
+T = TypeVar("T")
+
+
+def fixture(name: str) -> dict[str, Any]:
+    """A captured update, without its update_id (the server numbers updates in the order they are pushed)."""
+    update = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in update.items() if key != "update_id"}
+
+
+
+@pytest.fixture
+def bot_api() -> Iterator[BotAPIServer]:
+    with BotAPIServer(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def llm() -> Iterator[RecordingLLM]:
+    with RecordingLLM() as server:
+        yield server
+
+
+def settings_for(bot_api: BotAPIServer, llm: RecordingLLM, **overrides: Any) -> Settings:
+    values = {"owner_name": "Ada", "owner_ids": ["telegram:111111"], "llm_url": llm.url, "llm_retries": 1,
+              "telegram_token": TOKEN, "telegram_api_url": bot_api.url} | overrides
+    return Settings(**values)
+
+
+@pytest.fixture
+def twin_app(store: MemoryStore, twin: Twin, bot_api: BotAPIServer, llm: RecordingLLM) -> TwinApp:
+    return TwinApp(settings=settings_for(bot_api, llm), store=store, searcher=HybridSearcher(store), twin=twin)
+
+
+@asynccontextmanager
+async def running(app: TwinApp) -> AsyncIterator[TelegramAdapter]:
+    """The twin on Telegram, built by the composition root as `twin run` builds it."""
+    async with AsyncExitStack() as stack:
+        pipeline = await stack.enter_async_context(open_pipeline(app, app.settings.llm_url))
+        yield await stack.enter_async_context(build_telegram(app.settings, app, pipeline))
+
+
+def run_twin(app: TwinApp, scenario: Callable[[TelegramAdapter], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with running(app) as adapter:
+            return await scenario(adapter)
+
+    return asyncio.run(go())
+
+
+async def processed(bot_api: BotAPIServer, adapter: TelegramAdapter, count: int) -> None:
+    await bot_api.wait_for(lambda: adapter.processed >= count)
+
+
+@SQLITE
+def test_polling_answers_the_owner_as_assistant_and_others_on_their_behalf(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    from_eve = private("is Ada around on Friday?", EVE)
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("what is on my plate this week?", ADA))
+        bot_api.push(from_eve)
+        return await bot_api.wait_sent(2)
+
+    replies = {sent["chat_id"]: sent["text"] for sent in run_twin(twin_app, scenario)}
+    assert ASSISTANT in replies[111111] and ON_BEHALF not in replies[111111]
+    assert ON_BEHALF in replies[222222] and ASSISTANT not in replies[222222]
+    assert "is Ada around on Friday?" in replies[222222]  # the recording model answered with its prompt
+    stored = twin_app.store.by_source(twin_app.twin.id, "telegram", f"222222:{from_eve['message']['message_id']}")
+    assert stored is not None and stored.text == "is Ada around on Friday?"
+    assert bot_api.called("deleteWebhook"), "polling starts by removing any webhook"
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "HTTP Request" in logged and "<token>" in logged  # the client did log its requests, redacted
+    assert TOKEN not in logged and TOKEN.split(":")[1] not in logged
+
+
+@SQLITE
+def test_many_new_people_at_once_each_get_one_reply(twin_app: TwinApp, bot_api: BotAPIServer) -> None:
+    people = [{"id": 500000 + n, "is_bot": False, "first_name": f"Guest{n}"} for n in range(8)]
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        for person in people:  # one getUpdates batch; the adapter handles the chats in parallel
+            bot_api.push(private(f"hello from guest {person['id']}", person))
+        await processed(bot_api, adapter, len(people))
+        return bot_api.sent()
+
+    sent = run_twin(twin_app, scenario)
+    assert sorted(message["chat_id"] for message in sent) == [person["id"] for person in people]
+    assert all(f"hello from guest {message['chat_id']}" in message["text"] for message in sent)
+
+
+@SQLITE
+def test_commands_menu_is_registered_and_help_shows_each_speaker_their_commands(
+    twin_app: TwinApp, bot_api: BotAPIServer
+) -> None:
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("/help", EVE))
+        first = await bot_api.wait_sent(1)
+        bot_api.push(private("/help", ADA))
+        return [first[0], (await bot_api.wait_sent(2))[1]]
+
+    eve_help, ada_help = run_twin(twin_app, scenario)
+    menus = {json.dumps(call.get("scope"), sort_keys=True): [c["command"] for c in call["commands"]]
+             for call in bot_api.called("setMyCommands")}
+    owner_menu = menus[json.dumps({"chat_id": 111111, "type": "chat"})]
+    assert {"help", "status", "introduce"} <= set(menus["null"])
+    assert not {"ask", "autoreply"} & set(menus["null"])  # the owner's commands are in the owner's menu only
+    assert {"help", "status", "introduce", "ask", "autoreply"} <= set(owner_menu)
+    assert set(owner_menu) <= {spec.name for spec in COMMANDS}
+    assert "/introduce" in eve_help["text"] and "/autoreply" not in eve_help["text"]
+    assert "/autoreply on|off" in ada_help["text"]
+
+
+@SQLITE
+def test_in_groups_only_what_is_addressed_to_the_bot_is_answered(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        for name in ("group_without_mention", "group_command_to_other_bot", "group_mention"):
+            bot_api.push(fixture(name))
+        await processed(bot_api, adapter, 3)
+        return bot_api.sent()
+
+    [answer] = run_twin(twin_app, scenario)
+    assert answer["chat_id"] == -1001234567890 and answer["reply_parameters"]["message_id"] == 501
+    [request] = llm.requests
+    assert request["messages"][-1] == {"role": "user", "content": "what does Ada work on?"}
+
+
+@SQLITE
+def test_a_redelivered_update_is_answered_once_also_after_a_restart(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    update = bot_api.push(private("hello twin", EVE))
+    bot_api.push(update)  # the same update twice, as after a lost confirmation
+
+    async def first(adapter: TelegramAdapter) -> None:
+        await processed(bot_api, adapter, 2)
+
+    async def after_restart(adapter: TelegramAdapter) -> None:
+        bot_api.push(update)
+        await processed(bot_api, adapter, 1)
+
+    run_twin(twin_app, first)
+    run_twin(twin_app, after_restart)
+    assert len(bot_api.sent()) == 1 and len(llm.requests) == 1
+    assert twin_app.store.count(twin_app.twin.id) == 2  # the message and the reply
+
+
+@SQLITE
+def test_a_5000_character_reply_arrives_as_two_messages(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    paragraphs = [f"Part {i}. " + " ".join(["Ada likes reef diving and slow mornings."] * 12) for i in range(10)]
+    long_answer = "\n\n".join(paragraphs)
+    assert 4096 < len(long_answer) <= 8192
+    llm.script.append(long_answer)
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("tell me everything", ADA))
+        return await bot_api.wait_sent(2)
+
+    first, second = run_twin(twin_app, scenario)
+    assert first["text"] + "\n\n" + second["text"] == long_answer
+    assert second["text"].startswith("Part ")
+
+
+@SQLITE
+def test_a_429_and_a_502_are_retried_until_the_message_goes_through(
+    twin_app: TwinApp, bot_api: BotAPIServer
+) -> None:
+    bot_api.fail_next("sendMessage", 429, retry_after=1)
+    bot_api.fail_next("sendMessage", 502, retry_after=None)
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("are you there?", EVE))
+        return await bot_api.wait_sent(1)
+
+    [sent] = run_twin(twin_app, scenario)
+    statuses = [call.status for call in bot_api.calls if call.method == "sendMessage"]
+    assert statuses == [429, 502, 200]
+    assert "are you there?" in sent["text"]
+
+
+@SQLITE
+def test_business_messages_are_answered_for_the_owner_only_while_autoreply_is_on(
+    twin_app: TwinApp, bot_api: BotAPIServer
+) -> None:
+    unanswered = business("Hello?", EVE)
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push({"business_connection": connection(ADA)})
+        bot_api.push(business("Are you coming tonight?", EVE))
+        await processed(bot_api, adapter, 2)
+        assert bot_api.sent() == []  # autoreply is off by default
+        bot_api.push(private("/autoreply on", ADA))
+        await bot_api.wait_sent(1)
+        bot_api.push(business("What time should I be there?", EVE))
+        bot_api.push(business("See you at eight", ADA))  # the owner in their own chat: not a question
+        await processed(bot_api, adapter, 5)
+        await bot_api.wait_sent(2)
+        bot_api.push(private("/autoreply off", ADA))
+        await bot_api.wait_sent(3)
+        bot_api.push(unanswered)
+        await processed(bot_api, adapter, 7)
+        return bot_api.sent()
+
+    switched_on, on_behalf, switched_off = run_twin(twin_app, scenario)
+    assert switched_on["text"] == SAID["on"] and switched_off["text"] == SAID["off"]
+    assert on_behalf["business_connection_id"] == "BCabc123" and on_behalf["chat_id"] == 222222
+    assert ON_BEHALF in on_behalf["text"] and "What time should I be there?" in on_behalf["text"]
+    source_id = f"business:222222:{unanswered['business_message']['message_id']}"
+    kept = twin_app.store.by_source(twin_app.twin.id, "telegram", source_id)
+    assert kept is not None and kept.text == "Hello?"  # unanswered, but in memory
+
+
+@SQLITE
+def test_business_messages_through_others_or_disabled_connections_are_ignored(
+    twin_app: TwinApp, bot_api: BotAPIServer
+) -> None:
+    bot_api.business_connections["BClate"] = connection(ADA, "BClate")  # announced before the twin started
+    via_mallory = business("through Mallory's account", EVE, "BCmallory")
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("/autoreply on", ADA))
+        await bot_api.wait_sent(1)
+        bot_api.push({"business_connection": connection(MALLORY, "BCmallory")})
+        bot_api.push({"business_connection": connection(ADA, "BCabc123", enabled=False)})
+        bot_api.push(via_mallory)
+        bot_api.push(business("through a disabled connection", EVE, "BCabc123"))
+        bot_api.push(business("through a connection made before the twin started", EVE, "BClate"))
+        await processed(bot_api, adapter, 6)
+        return bot_api.sent()
+
+    _, answered = run_twin(twin_app, scenario)
+    assert answered["business_connection_id"] == "BClate"
+    assert bot_api.called("getBusinessConnection") == [{"business_connection_id": "BClate"}]
+    source_id = f"business:222222:{via_mallory['business_message']['message_id']}"
+    assert twin_app.store.by_source(twin_app.twin.id, "telegram", source_id) is None  # not even stored
+
+
+@SQLITE
+def test_webhook_mode_checks_the_secret_token(twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM) -> None:
+    port = free_port()
+    webhook = f"http://127.0.0.1:{port}/telegram/updates"
+    twin_app.settings = settings_for(bot_api, llm, telegram_mode="webhook", telegram_webhook_url=webhook,
+                                     telegram_webhook_secret="right-secret_1", telegram_webhook_port=port)
+    update = {"update_id": 4242, **private("hello over the webhook", EVE)}
+
+    async def post(client: httpx.AsyncClient, secret: str | None) -> int:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+        return (await client.post(webhook, json=update, headers=headers)).status_code
+
+    async def scenario(adapter: TelegramAdapter) -> list[int]:
+        async with httpx.AsyncClient() as client:
+            refused = [await post(client, "wrong-secret"), await post(client, None)]
+            accepted = [await post(client, "right-secret_1"), await post(client, "right-secret_1")]
+            await processed(bot_api, adapter, 2)
+        return refused + accepted
+
+    assert run_twin(twin_app, scenario) == [403, 403, 200, 200]
+    [registered] = bot_api.called("setWebhook")
+    assert registered["url"] == webhook and registered["secret_token"] == "right-secret_1"
+    [answer] = bot_api.sent()  # the redelivered update was not answered again
+    assert "hello over the webhook" in answer["text"]
+    assert not bot_api.called("getUpdates")

@@ -1,0 +1,143 @@
+"""Telegram's pure parts: captured updates through `to_inbound`, reply targets, splitting long replies; and the
+state the adapter keeps (platform_state, new senders written from many chats at once)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Update
+from telegram_server import BOT_USER
+
+from bots.telegram import business_connection_of, reply_target, split_text, to_inbound
+from bots.telegram.outbound import utf16_len
+from storage.items import NewItem
+from storage.memory import MemoryStore
+from storage.models import Twin
+from storage.state import StateStore
+from twin.platforms import telegram_owner_chats
+
+FIXTURES = Path(__file__).parent / "fixtures" / "telegram_updates"
+BOT = BOT_USER["username"]
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+EXPECTED: dict[str, dict[str, Any] | None] = {
+    "private_text": {"message_id": "222222:10", "chat_id": "222222", "sender_id": "222222",
+                     "sender_name": "Eve Rossi", "text": "Hi, is Ada free on Friday?", "to_owner": False},
+    "private_photo_caption": {"message_id": "222222:11", "text": "Look at this coral!"},
+    "private_sticker": None,
+    "private_start": {"message_id": "222222:9", "text": "/help"},
+    "group_mention": {"message_id": "-1001234567890:501", "chat_id": "-1001234567890", "chat_title": "Reef divers",
+                      "text": "what does Ada work on?"},
+    "group_mention_after_emoji": {"text": "\U0001F642 hey, is Ada diving this week?"},
+    "group_without_mention": None,
+    "group_command_to_bot": {"text": "/help@ada_twin_bot"},
+    "group_command_to_other_bot": None,
+    "group_bare_command": {"text": "/status"},
+    "group_reply_to_bot": {"text": "and on weekends?"},
+    "group_from_other_bot": None,
+    "edited_message": None,
+    "channel_post": None,
+    "business_connection": None,
+    "business_connection_disabled": None,
+    "business_message": {"message_id": "business:222222:55", "chat_id": "business:222222", "sender_id": "222222",
+                         "text": "Are you coming to the dive tonight?", "to_owner": True},
+    "business_message_from_owner": {"sender_id": "111111", "to_owner": True},
+    "business_message_sent_by_bot": None,
+}
+
+
+def test_every_fixture_has_an_expectation() -> None:
+    assert {path.stem for path in FIXTURES.glob("*.json")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_to_inbound_on_captured_updates(name: str) -> None:
+    message = to_inbound(fixture(name), BOT)
+    expected = EXPECTED[name]
+    if expected is None:
+        assert message is None
+        return
+    assert message is not None and message.platform == "telegram"
+    assert {key: getattr(message, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_updates_parsed_by_ptb_translate_like_the_raw_json(name: str) -> None:
+    """The adapter sees `Update.to_dict()`, not the wire JSON: both must give the same message."""
+    raw = fixture(name)
+    assert to_inbound(Update.de_json(raw, None).to_dict(), BOT) == to_inbound(raw, BOT)
+    assert business_connection_of(Update.de_json(raw, None).to_dict()) == business_connection_of(raw)
+
+
+def test_reply_targets_quote_in_groups_and_answer_business_chats_as_the_owner() -> None:
+    group = reply_target(fixture("group_mention"))
+    assert (group.chat_id, group.reply_to, group.business_connection_id) == (-1001234567890, 501, None)
+    private = reply_target(fixture("private_text"))
+    assert (private.chat_id, private.reply_to) == (222222, None)
+    business = reply_target(fixture("business_message"))
+    assert (business.chat_id, business.business_connection_id) == (222222, "BCabc123")
+    assert reply_target(fixture("business_connection")) is None
+
+
+def test_business_connection_updates_name_the_user_and_the_state() -> None:
+    on = business_connection_of(fixture("business_connection"))
+    off = business_connection_of(fixture("business_connection_disabled"))
+    assert (on.id, on.user_id, on.enabled, on.can_reply) == ("BCabc123", "111111", True, True)
+    assert (off.enabled, off.can_reply) == (False, False)
+    assert business_connection_of(fixture("private_text")) is None
+
+
+def test_long_text_is_split_at_paragraphs_within_the_limit() -> None:
+    paragraphs = [f"Paragraph {i}: " + " ".join(["coral reef survey notes"] * 20) for i in range(12)]
+    text = "\n\n".join(paragraphs)
+    parts = split_text(text)
+    assert len(parts) == 2 and all(utf16_len(part) <= 4096 for part in parts)
+    assert "\n\n".join(parts) == text  # cut exactly at a paragraph break: nothing lost, nothing cut mid-word
+    assert parts[1].startswith("Paragraph ")
+
+
+def test_text_without_breaks_is_cut_at_words_and_emoji_count_twice() -> None:
+    words = split_text("word " * 2000)
+    assert len(words) == 3 and all(set(part.split(" ")) == {"word"} for part in words)
+    emoji = split_text("\U0001F41F" * 3000)  # 6000 UTF-16 units
+    assert [utf16_len(part) for part in emoji] == [4096, 1904]
+    assert split_text("short") == ["short"] and split_text("  \n ") == []
+
+
+def test_owner_chats_come_from_owner_ids() -> None:
+    assert telegram_owner_chats(["telegram:111111", "slack:U01", "222", "console:@owner"]) == (111111, 222)
+
+
+def test_platform_state_is_stored_and_replaced(store: MemoryStore, twin: Twin) -> None:
+    state = StateStore(store.engine)
+    assert state.get(twin.id, "twin", "autoreply") is None
+    state.put(twin.id, "twin", "autoreply", {"mode": "on"})
+    state.put(twin.id, "twin", "autoreply", {"mode": "off"})
+    assert state.get(twin.id, "twin", "autoreply") == {"mode": "off"}
+    assert state.get(twin.id, "telegram", "autoreply") is None
+
+
+def test_a_new_sender_written_from_many_chats_at_once_lands_every_time(store: MemoryStore, twin: Twin) -> None:
+    """Chats are handled in parallel: the twin's first replies in two chats create its identity at once."""
+    barrier = threading.Barrier(8)
+
+    def add(chat: int) -> list[int]:
+        item = NewItem(source="telegram", source_id=f"{chat}:1", chat=str(chat), sender="Ada's twin",
+                       sender_id="twin:self", text=f"reply in chat {chat}", occurred_at=datetime.now(UTC))
+        barrier.wait()
+        return store.add(twin.id, [item], index=False).added_ids
+
+    with ThreadPoolExecutor(8) as pool:
+        added = list(pool.map(add, range(8)))
+    assert all(len(ids) == 1 for ids in added)
+    assert store.count(twin.id) == 8

@@ -1,0 +1,61 @@
+"""`twin doctor`: checks each configured chat platform's credentials and connectivity, in plain words."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import typer
+from rich.console import Console
+
+from twin.platforms import configured_platforms
+from twin.settings import Settings
+
+out = Console(highlight=False)
+CHECK_TIMEOUT = 15.0  # seconds for one platform to answer
+Check = Callable[[Settings], Awaitable[str]]
+
+
+async def check_telegram(settings: Settings) -> str:
+    """What the Bot API says about the token: the bot's @username, or TelegramSetupError."""
+    import httpx
+
+    from bots.telegram import check_bot
+
+    assert settings.telegram_token is not None
+    async with httpx.AsyncClient(timeout=CHECK_TIMEOUT) as client:
+        username = await check_bot(client, settings.telegram_api_url, settings.telegram_token.get_secret_value())
+    return f"{username} at {settings.telegram_api_url.rstrip('/')}, {settings.telegram_mode}"
+
+
+CHECKS: dict[str, Check] = {"telegram": check_telegram}
+
+
+async def run_checks(settings: Settings) -> dict[str, str | None]:
+    """Each configured platform: None when it works, else what is wrong; prints one line per platform."""
+    from bots.telegram import TelegramSetupError
+
+    problems: dict[str, str | None] = {}
+    for name in configured_platforms(settings):
+        try:
+            detail = await CHECKS[name](settings)
+        except TelegramSetupError as error:
+            problems[name] = str(error)
+            out.print(f"[red]✗[/red] {name}: {error}")
+        else:
+            problems[name] = None
+            out.print(f"[green]✓[/green] {name}: {detail}")
+    return problems
+
+
+def doctor() -> None:
+    """Check each configured chat platform: token accepted, server reachable. Exit code 1 if anything is wrong."""
+    from twin.cli import load_settings
+
+    settings = load_settings()
+    if not configured_platforms(settings):
+        out.print("No chat platform is configured (set TWIN_TELEGRAM_TOKEN); `twin run` uses the console.")
+        return
+    problems = asyncio.run(run_checks(settings))
+    if any(problems.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,96 @@
+"""The chat platforms of `twin run`: which are configured, each built from settings, all run on one asyncio loop
+with the pipeline until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import TYPE_CHECKING
+
+from twin.settings import Settings
+
+if TYPE_CHECKING:  # the CLI imports this module; the pipeline is built only when platforms run
+    from core.pipeline import Pipeline
+    from twin.app import TwinApp
+
+log = logging.getLogger(__name__)
+Adapter = AbstractAsyncContextManager[object]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    """The platforms with credentials in the settings, in start order."""
+    return [name for name, is_set in (("telegram", settings.telegram_token is not None),) if is_set]
+
+
+def telegram_owner_chats(owner_ids: list[str]) -> tuple[int, ...]:
+    """The owner's Telegram user ids (their private chat ids) among settings' owner ids."""
+    chats = []
+    for entry in owner_ids:
+        platform, _, account = entry.rpartition(":")
+        if platform in ("telegram", "") and account.lstrip("-").isdigit():
+            chats.append(int(account))
+    return tuple(chats)
+
+
+def build_telegram(settings: Settings, app: TwinApp, pipeline: Pipeline) -> Adapter:
+    """The Telegram adapter for these settings, feeding this pipeline."""
+    from bots.telegram import BusinessConnections, TelegramAdapter, TelegramOptions, build_application
+    from core.commands import COMMANDS
+    from storage.state import StateStore
+
+    assert settings.telegram_token is not None
+    secret = settings.telegram_webhook_secret
+    options = TelegramOptions(
+        mode=settings.telegram_mode, webhook_url=settings.telegram_webhook_url,
+        webhook_secret=secret.get_secret_value() if secret else None,
+        webhook_listen=settings.telegram_webhook_listen, webhook_port=settings.telegram_webhook_port,
+        owner_chat_ids=telegram_owner_chats(settings.owner_ids),
+        commands=tuple(spec for spec in COMMANDS if spec.name in pipeline.command_handlers),
+    )
+    application = build_application(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
+    connections = BusinessConnections(StateStore(app.store.engine), app.twin.id)
+    return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options)
+
+
+BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {"telegram": build_telegram}
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """The twin on every configured platform, with its background jobs, until `stop` is set; closed in reverse."""
+    from twin.app import open_twin
+    from twin.conversation import model_server, open_pipeline
+    from twin.scheduler import background_jobs
+
+    with open_twin(settings) as app, model_server(settings) as url:
+        async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
+            await running.enter_async_context(background_jobs(app, pipeline.responder.llm))
+            platforms = configured_platforms(settings)
+            for name in platforms:
+                await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
+            log.info("the twin of %s is running on %s", app.twin.display_name, ", ".join(platforms))
+            await stop.wait()
+            log.info("stopping")
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    """`serve` with SIGINT and SIGTERM setting the stop event."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await serve(settings, stop)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+def run_platforms(settings: Settings) -> None:
+    """Run the configured platforms in the foreground, logging to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long poll otherwise
+    asyncio.run(serve_until_signalled(settings))
