@@ -17,6 +17,8 @@ from storage.models import Twin
 from storage.search import HybridSearcher
 from storage.vectors import EdgeVectorIndex
 
+pytest_plugins = ["vllm_fixtures"]  # the real L2 stack: bundled model, trained adapter, vLLM
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

@@ -1,0 +1,118 @@
+"""`twin llm`: the local vLLM that serves L2 (the base model and its LoRA adapters)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from twin.llm.bundled import BundledModelError
+from twin.llm.server import LLMServerError, ManagedVLLM
+from twin.settings import Settings
+
+T = TypeVar("T")
+
+llm_app = typer.Typer(help="The local vLLM that serves L2: the base model and its LoRA adapters.", no_args_is_help=True)
+
+WATCH_SECONDS = 2.0  # how often `serve` checks that the server it started is still alive
+
+
+@llm_app.command()
+def serve() -> None:
+    """Start the local vLLM (or reuse the running one), print its URL, and wait until Ctrl-C or SIGTERM."""
+    from twin.cli import console, out
+
+    server = ManagedVLLM(_settings(), console=console)
+    url = _or_fail(server.ensure_running)
+    out.print(url, highlight=False)
+    if server.started:
+        console.print("serving until Ctrl-C (then the server stops)", highlight=False)
+    else:
+        console.print("reusing the vLLM another twin process started; it keeps running after this command",
+                      highlight=False)
+    try:
+        _wait_for_stop_signal(server)
+    finally:
+        server.stop()
+
+
+@llm_app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Whether the model server answers, where, which base model, and the LoRA adapters it has loaded."""
+    from twin.cli import out
+
+    report = ManagedVLLM(_settings()).status()
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(_status_table(report))
+
+
+@llm_app.command()
+def stop() -> None:
+    """Stop the local vLLM recorded for this data dir, whichever twin process started it."""
+    from twin.cli import out
+
+    server = ManagedVLLM(_settings())
+    if server.external:
+        _fail("TWIN_LLM_URL names a server this twin did not start: there is nothing to stop here")
+    record = _or_fail(server.stop_recorded)
+    out.print(f"stopped vLLM (pid {record.pid})" if record else "no local vLLM was running", highlight=False)
+
+
+# twin.cli imports this module to register `llm`, so its helpers are imported when a command runs.
+
+
+def _settings() -> Settings:
+    from twin.cli import load_settings
+
+    return load_settings()
+
+
+def _fail(message: str) -> None:
+    from twin.cli import fail
+
+    fail(message)
+
+
+def _or_fail(action: Callable[[], T]) -> T:
+    """Run `action`, turning a model-server or bundled-model error into a clean exit."""
+    try:
+        return action()
+    except (LLMServerError, BundledModelError) as error:
+        _fail(str(error))
+        raise  # not reached: _fail exits
+
+
+def _wait_for_stop_signal(server: ManagedVLLM) -> None:
+    """Block until Ctrl-C or SIGTERM, or until the server stops."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping.wait(WATCH_SECONDS):
+            if not server.alive():
+                _fail(f"vLLM stopped; see {server.log_path}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _status_table(report: dict[str, Any]) -> Table:
+    table = Table("", "", show_header=False, box=None)
+    table.add_row("running", "[green]yes[/green]" if report["running"] else "[red]no[/red]")
+    for key in ("url", "pid", "model", "served_name", "log"):
+        if report.get(key) is not None:
+            table.add_row(key.replace("_", " "), str(report[key]))
+    adapters = ", ".join(f"{a['name']} ({a['path']})" for a in report["adapters"]) or "none"
+    table.add_row("adapters", adapters)
+    return table
