@@ -80,7 +80,7 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         facts = FactStore(app.store.engine)
         profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine))
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm,
-                              ModelRouter(settings.llm_served_name), experts, profile=profile)
+                              ModelRouter(settings.llm_served_name, settings.llm_adapters), experts, profile=profile)
         memory = MemoryCommands(twin_id, app.twin.display_name, app.store, facts, profile)
         indexer = await stack.enter_async_context(BackgroundIndexer(app.store))
         forgetting = ForgetConversation(build_forgetter(app), twin_id)

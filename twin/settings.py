@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         "a local HF folder, or a HF model id already in the HF cache (Qwen/Qwen2.5-7B-Instruct on a GPU).",
     )
     llm_served_name: str = Field(default="base", description="Model name of the base model in the API.")
+    llm_adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description='Served LoRA adapter per audience (JSON), e.g. {"owner": "owner-v3", "contact": "public-v3"}; '
+        "an audience not named gets the base model.",
+    )
     llm_host: str = "127.0.0.1"
     llm_port: int = Field(default=8311, ge=1, le=65535, description="Port of the local vLLM.")
     llm_max_model_len: int = Field(default=2048, ge=256)
