@@ -11,12 +11,12 @@ from storage.state import TWIN_WIDE, StateStore
 
 AUTOREPLY_KEY = "autoreply"
 MODES = ("on", "off", "draft")
-ANSWERING = ("on", "draft")  # draft: the answer goes to the owner for approval first (where the platform can)
+DRAFTING_PLATFORMS = frozenset({"slack"})  # adapters that show drafts to the owner (Approve / Edit / Discard)
 SAID = {
     "on": "Autoreply is on: I answer messages sent to you (your Telegram Business chats, Slack DMs and mentions) "
           "on your behalf.",
-    "draft": "Autoreply is on, as drafts: where the platform allows (Slack), I send you my answer to approve, edit "
-             "or discard first.",
+    "draft": "Autoreply is on, as drafts: on Slack I send you my answer to approve, edit or discard first; "
+             "elsewhere I leave messages sent to you for you to answer.",
     "off": "Autoreply is off: messages sent to you are saved, and I leave them for you to answer.",
 }
 USAGE = "Usage: /autoreply on|off|draft (without a word: the current setting)."
@@ -46,7 +46,8 @@ class Autoreply:
             return True
         if speaker.trust == "owner":  # the owner writing in their own chats: memory, not a question to the twin
             return False
-        return await self.mode() in ANSWERING
+        mode = await self.mode()
+        return mode == "on" or (mode == "draft" and message.platform in DRAFTING_PLATFORMS)
 
     async def command(self, args: str) -> Answer:
         """`/autoreply on|off|draft` switches; a bare `/autoreply` says the current setting."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING
 
+from twin.platform_slack import build_slack
 from twin.settings import Settings
 
 if TYPE_CHECKING:  # the CLI imports this module; the pipeline is built only when platforms run
@@ -23,7 +24,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def configured_platforms(settings: Settings) -> list[str]:
     """The platforms with credentials in the settings, in start order."""
-    return [name for name, is_set in (("telegram", settings.telegram_token is not None),) if is_set]
+    configured = (("telegram", settings.telegram_token is not None), ("slack", settings.slack_bot_token is not None))
+    return [name for name, is_set in configured if is_set]
 
 
 def telegram_owner_chats(owner_ids: list[str]) -> tuple[int, ...]:
@@ -56,7 +58,9 @@ def build_telegram(settings: Settings, app: TwinApp, pipeline: Pipeline) -> Adap
     return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options)
 
 
-BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {"telegram": build_telegram}
+BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {
+    "telegram": build_telegram, "slack": build_slack,
+}
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

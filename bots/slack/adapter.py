@@ -1,0 +1,242 @@
+"""The Slack adapter: slack-bolt's AsyncApp (Events API over HTTP, or Socket Mode) fed to the core pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from weakref import WeakValueDictionary
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.drafts import (
+    APPROVE,
+    DISCARD,
+    EDIT,
+    EDIT_VIEW,
+    Draft,
+    DraftStore,
+    Status,
+    decided_blocks,
+    draft_blocks,
+    edit_view,
+    edited_text,
+)
+from bots.slack.inbound import ReplyTarget, command_to_inbound, reply_target, to_inbound
+from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post
+from bots.telegram.outbound import split_text
+from core.autoreply import Autoreply
+from core.messages import InboundMessage, Reply
+
+log = logging.getLogger(__name__)
+Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
+EVERY_EVENT = re.compile(r".*")  # to_inbound's table decides what is answered; bolt must not 404 the rest
+
+
+@dataclass(frozen=True)
+class SlackOptions:
+    """Who the owner is, where the Events API endpoint listens, and whether Socket Mode is used instead."""
+
+    owner_name: str
+    owner_user_ids: frozenset[str] = frozenset()
+    host: str = "127.0.0.1"
+    port: int = 3000
+    path: str = "/slack/events"
+    app_token: str | None = None  # xapp-...: Socket Mode instead of an HTTP endpoint
+    command: str = "/twin"  # the one slash command; `/twin help`, `/twin remember ...`
+
+
+def build_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+    """A bolt AsyncApp on this Web API client; it verifies request signatures with the signing secret."""
+    return AsyncApp(client=client, signing_secret=signing_secret or "", process_before_response=False)
+
+
+class SlackAdapter:
+    """Receives events, slash commands and draft buttons; hands messages to the pipeline; posts the replies."""
+
+    def __init__(self, app: AsyncApp, handle: Handler, autoreply: Autoreply, drafts: DraftStore,
+                 options: SlackOptions) -> None:
+        self.app = app
+        self.handle = handle
+        self.autoreply = autoreply
+        self.drafts = drafts
+        self.options = options
+        self.processed = 0  # events fully handled, answered or not
+        self._names: dict[str, str] = {}
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._register()
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client."""
+        return self.app.client
+
+    @property
+    def url(self) -> str:
+        """The Events API endpoint (Event Subscriptions, Interactivity and the slash command all post here)."""
+        return f"http://{self.options.host}:{self.options.port}{self.options.path}"
+
+    async def __aenter__(self) -> SlackAdapter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _register(self) -> None:
+        self.app.event(EVERY_EVENT)(self.on_event)
+        self.app.command(self.options.command)(self.on_command)
+        self.app.action(APPROVE)(self.on_approve)
+        self.app.action(EDIT)(self.on_edit)
+        self.app.action(DISCARD)(self.on_discard)
+        self.app.view(EDIT_VIEW)(self.on_edit_submitted)
+
+    async def start(self) -> None:
+        """Connect over Socket Mode when an app token is set, else serve the Events API endpoint."""
+        if self.options.app_token:
+            self._socket = AsyncSocketModeHandler(self.app, self.options.app_token)
+            await self._socket.connect_async()
+            log.info("Slack: connected over Socket Mode")
+            return
+        server = web.Application()
+        server.router.add_post(self.options.path, self.on_http)
+        self._runner = web.AppRunner(server, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.options.host, self.options.port).start()
+        log.info("Slack: Events API endpoint at %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop receiving; close the connection or the server."""
+        if self._socket is not None:
+            await self._socket.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def on_http(self, request: web.Request) -> web.Response:
+        """One Events API request: bolt verifies its signature (401 otherwise), acks and dispatches it."""
+        return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+
+    async def on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """Every event (retries included: the pipeline answers a message once)."""
+        try:
+            message = to_inbound(body, context.bot_user_id or "", self.options.owner_user_ids)
+            if message is not None:
+                await self.deliver(message)
+        finally:
+            self.processed += 1
+
+    async def deliver(self, message: InboundMessage) -> None:
+        """Run the message through the pipeline and post the answer: directly, marked, or as a draft."""
+        async with self._lock(message.chat_id):  # a chat's answers are posted in arrival order
+            message = await self._named(message)
+            reply = await self.handle(message)
+            if reply is None or not reply.text.strip():
+                return
+            target = reply_target(message)
+            try:
+                if message.to_owner and await self.autoreply.mode() == "draft":
+                    await self._propose(message, target, reply.text)
+                else:
+                    await post(self.client, target, self._outgoing(message, reply.text))
+            except SlackDeliveryError as error:
+                log.error("Slack: the reply to %s was not delivered: %s", message.message_id, error)
+
+    def _outgoing(self, message: InboundMessage, text: str) -> str:
+        return marked(text, self.options.owner_name) if message.to_owner else text
+
+    async def _named(self, message: InboundMessage) -> InboundMessage:
+        """The message with its sender's display name (users.info, cached); the id if Slack does not say."""
+        if message.sender_name != message.sender_id:
+            return message
+        if message.sender_id not in self._names:
+            try:
+                user = (await call(self.client.users_info(user=message.sender_id))).get("user") or {}
+            except SlackDeliveryError as error:
+                log.warning("Slack: no name for %s: %s", message.sender_id, error)
+                return message
+            profile = user.get("profile") or {}
+            self._names[message.sender_id] = str(user.get("real_name") or profile.get("display_name")
+                                                 or message.sender_id)
+        return replace(message, sender_name=self._names[message.sender_id])
+
+    async def _propose(self, message: InboundMessage, target: ReplyTarget, text: str) -> None:
+        """Draft mode: the answer goes to the owner's DM with Approve / Edit / Discard, not to the asker."""
+        draft = Draft(id=message.message_id, channel=target.channel, thread_ts=target.thread_ts, text=text,
+                      asker=message.sender_name, question=message.text)
+        owner = next(iter(sorted(self.options.owner_user_ids)), None)
+        if owner is None:
+            log.warning("Slack: draft mode, but no owner Slack id in TWIN_OWNER_IDS to send drafts to")
+            return
+        await self.drafts.save(draft)  # before the DM: a click on it must find the draft
+        posted = await call(self.client.chat_postMessage(channel=owner, blocks=draft_blocks(draft),
+                                                     text=f"Draft answer to {draft.asker}"))
+        await self.drafts.save(replace(draft, dm_channel=posted.get("channel"), dm_ts=posted.get("ts")))
+
+    async def on_approve(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Approve: the draft goes to the original channel or thread, marked as the twin's."""
+        await ack()
+        await self.decide(body["user"]["id"], action["value"], "sent")
+
+    async def on_discard(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Discard: nothing is posted."""
+        await ack()
+        await self.decide(body["user"]["id"], action["value"], "discarded")
+
+    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Edit: a modal with the draft in a text box opens; submitting it sends the edited text."""
+        await ack()
+        draft = await self.drafts.get(action["value"])
+        if draft is None or draft.status != "pending" or not self._is_owner(body["user"]["id"]):
+            return
+        try:
+            await call(self.client.views_open(trigger_id=body["trigger_id"], view=edit_view(draft)))
+        except SlackDeliveryError as error:
+            log.error("Slack: the edit box for draft %s did not open: %s", draft.id, error)
+
+    async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """The edit modal submitted: the owner's text is sent instead of the draft."""
+        await ack()
+        await self.decide(body["user"]["id"], view["private_metadata"], "sent", edited_text(view))
+
+    async def decide(self, user_id: str, draft_id: str, status: Status, text: str | None = None) -> None:
+        """The owner's decision on a pending draft, taken once however often the buttons are clicked."""
+        if not self._is_owner(user_id):
+            log.warning("Slack: %s is not the owner and cannot decide drafts", user_id)
+            return
+        async with self._lock(f"draft:{draft_id}"):
+            draft = await self.drafts.get(draft_id)
+            if draft is None or draft.status != "pending":
+                return
+            try:
+                if status == "sent":
+                    await post(self.client, draft.target, marked(text or draft.text, self.options.owner_name))
+                draft = await self.drafts.decide(draft, status, text)
+                if draft.dm_channel and draft.dm_ts:
+                    await call(self.client.chat_update(channel=draft.dm_channel, ts=draft.dm_ts,
+                                                       blocks=decided_blocks(draft), text=f"Draft {draft.status}"))
+            except SlackDeliveryError as error:
+                log.error("Slack: draft %s: %s", draft_id, error)
+
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """`/twin ...`: acked at once, run as the core command, answered only to the person who typed it."""
+        await ack()
+        reply = await self.handle(command_to_inbound(body))
+        if reply is None or not reply.text.strip():
+            return
+        for part in split_text(reply.text, MESSAGE_LIMIT):
+            await respond(text=part, response_type="ephemeral")
+
+    def _is_owner(self, user_id: str) -> bool:
+        return user_id in self.options.owner_user_ids
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
