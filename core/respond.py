@@ -24,6 +24,7 @@ from storage.search import HybridSearcher, SearchScope
 
 SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
 EMPTY_ANSWER = "I have no answer to that."
+REPLY_HEADROOM = 4  # extra hits fetched for the twin's own replies, which are dropped from the evidence
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Responder:
     async def retrieve(self, query: str, audience: str, exclude: Sequence[int] = ()) -> list[L0Item]:
         """The L0 items this audience may see that best match the query."""
         scope = SearchScope(twin_id=self.twin_id, audience=audience)
-        wanted = 2 * self.budget.memory_items + len(exclude)
+        wanted = self.budget.memory_items + len(exclude) + REPLY_HEADROOM
         results = await asyncio.to_thread(self.searcher.search, clip(query, 1000), scope, wanted)
         skip = set(exclude)
         # The twin's own earlier replies stay in L0 but are not evidence: quoting them would compound mistakes.
