@@ -15,3 +15,4 @@ lint:
 bench:          ## the benchmarks recorded in docs/benchmarks.md
 	. .venv/bin/activate && twin bench retrieval --data ../shared/data/locomo/locomo10.json --results docs/bench-results.jsonl
 	. .venv/bin/activate && twin bench scale --n 100000 --results docs/bench-results.jsonl
+	. .venv/bin/activate && twin bench pipeline --n 100000 --results docs/bench-results.jsonl

@@ -94,7 +94,7 @@ class Pipeline:
         )
         result = await self._add(item, self.default_visibility)
         if result.added:
-            return await asyncio.to_thread(lambda: self.store.get(result.added_ids)[result.added_ids[0]])
+            return result.rows[0]
         answered = await asyncio.to_thread(
             self.store.by_source, self.twin_id, message.platform, reply_source_id(message.message_id)
         )

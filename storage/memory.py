@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -28,6 +28,7 @@ class AddResult:
     added_ids: list[int]
     duplicates: int
     forgotten: int = 0  # skipped because the owner forgot them (a tombstone matched)
+    rows: list[L0Item] = field(default_factory=list)  # the new rows, as written
 
     @property
     def added(self) -> int:
@@ -155,6 +156,7 @@ class MemoryStore:
             except IntegrityError:  # a concurrent writer created one of these senders first; it exists now
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             result.added_ids.extend(row.id for row in rows)
+            result.rows.extend(rows)
             result.forgotten += forgotten
             result.duplicates += len(batch) - len(rows) - forgotten
             if index:

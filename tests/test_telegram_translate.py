@@ -14,8 +14,8 @@ import pytest
 from telegram import Update
 from telegram_server import BOT_USER
 
-from bots.telegram import business_connection_of, reply_target, split_text, to_inbound
-from bots.telegram.outbound import utf16_len
+from bots.telegram import business_connection_of, reply_target, split_message, to_inbound
+from bots.text import utf16_len
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Twin
@@ -100,18 +100,18 @@ def test_business_connection_updates_name_the_user_and_the_state() -> None:
 def test_long_text_is_split_at_paragraphs_within_the_limit() -> None:
     paragraphs = [f"Paragraph {i}: " + " ".join(["coral reef survey notes"] * 20) for i in range(12)]
     text = "\n\n".join(paragraphs)
-    parts = split_text(text)
+    parts = split_message(text)
     assert len(parts) == 2 and all(utf16_len(part) <= 4096 for part in parts)
     assert "\n\n".join(parts) == text  # cut exactly at a paragraph break: nothing lost, nothing cut mid-word
     assert parts[1].startswith("Paragraph ")
 
 
 def test_text_without_breaks_is_cut_at_words_and_emoji_count_twice() -> None:
-    words = split_text("word " * 2000)
+    words = split_message("word " * 2000)
     assert len(words) == 3 and all(set(part.split(" ")) == {"word"} for part in words)
-    emoji = split_text("\U0001F41F" * 3000)  # 6000 UTF-16 units
+    emoji = split_message("\U0001F41F" * 3000)  # 6000 UTF-16 units
     assert [utf16_len(part) for part in emoji] == [4096, 1904]
-    assert split_text("short") == ["short"] and split_text("  \n ") == []
+    assert split_message("short") == ["short"] and split_message("  \n ") == []
 
 
 def test_owner_chats_come_from_owner_ids() -> None:

@@ -33,8 +33,8 @@ def slack_secrets(settings: Settings) -> list[str]:
 
 def build_slack(settings: Settings, app: TwinApp, pipeline: Pipeline) -> SlackAdapter:
     """The Slack adapter for these settings, feeding this pipeline."""
+    from bots.logs import redact_in_logs
     from bots.slack import DraftStore, SlackAdapter, SlackOptions, build_app, build_client
-    from bots.telegram.logs import redact_in_logs
     from storage.state import StateStore
 
     assert settings.slack_bot_token is not None

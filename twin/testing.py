@@ -107,6 +107,8 @@ class RecordingLLM:
         llm = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real model server: no new connection per request
+
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 

@@ -31,7 +31,7 @@ from bots.slack.drafts import (
 )
 from bots.slack.inbound import ReplyTarget, command_to_inbound, reply_target, to_inbound
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post
-from bots.telegram.outbound import split_text
+from bots.text import split_text
 from core.autoreply import Autoreply
 from core.messages import InboundMessage, Reply
 

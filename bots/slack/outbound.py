@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bots.slack.inbound import ReplyTarget
-from bots.telegram.outbound import split_text
+from bots.text import split_text
 
 MESSAGE_LIMIT = 4000  # Slack truncates longer text and advises at most 4,000 characters per message
 RETRIES = 4  # per Web API call, for each kind of transient failure

@@ -3,10 +3,10 @@
 from bots.telegram.adapter import BusinessConnections, TelegramAdapter, TelegramOptions, build_application
 from bots.telegram.health import TelegramSetupError, check_bot
 from bots.telegram.inbound import PLATFORM, ReplyTarget, business_connection_of, reply_target, to_inbound
-from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, split_text
+from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, split_message
 
 __all__ = [
     "PLATFORM", "BusinessConnections", "ReplyTarget", "RetryPolicy", "TelegramAdapter", "TelegramDeliveryError",
     "TelegramOptions", "TelegramSetupError", "build_application", "business_connection_of", "check_bot",
-    "reply_target", "split_text", "to_inbound",
+    "reply_target", "split_message", "to_inbound",
 ]

@@ -14,6 +14,7 @@ from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bots.logs import redact_in_logs
 from bots.telegram.inbound import (
     PLATFORM,
     BusinessConnection,
@@ -21,7 +22,6 @@ from bots.telegram.inbound import (
     reply_target,
     to_inbound,
 )
-from bots.telegram.logs import redact_in_logs
 from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, with_retries
 from core.audience import AudienceResolver
 from core.commands import COMMANDS, CommandSpec

@@ -14,11 +14,11 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from bots.telegram.inbound import ReplyTarget
+from bots.text import split_text
 
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 4096  # Telegram's longest text message, in UTF-16 code units
-BREAKS = ("\n\n", "\n", ". ", " ")  # preferred split points, best first
 T = TypeVar("T")
 
 
@@ -36,40 +36,9 @@ class RetryPolicy:
     max_retry_after: float = 120.0  # a longer flood wait is not sat out: the call fails instead
 
 
-def utf16_len(text: str) -> int:
-    """Length as Telegram counts it."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """The text in parts of at most `limit`, cut at a paragraph, line, sentence or word when one is near."""
-    parts: list[str] = []
-    rest = text.strip()
-    while utf16_len(rest) > limit:
-        cut = _cut_point(rest, limit)
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [*parts, rest] if rest else parts
-
-
-def _cut_point(text: str, limit: int) -> int:
-    """Where to cut: the last good break in the second half of what fits, else as much as fits."""
-    fits = _prefix_fitting(text, limit)
-    for separator in BREAKS:
-        at = text.rfind(separator, fits // 2, fits)
-        if at > 0:
-            return at + 1 if separator == ". " else at  # keep the full stop with its sentence
-    return fits
-
-
-def _prefix_fitting(text: str, limit: int) -> int:
-    """How many characters of the text fit in `limit` UTF-16 units (an emoji takes two)."""
-    used = 0
-    for index, char in enumerate(text):
-        used += 2 if ord(char) > 0xFFFF else 1
-        if used > limit:
-            return index
-    return len(text)
+def split_message(text: str) -> list[str]:
+    """The reply in parts Telegram accepts (4096 UTF-16 units each), cut at natural breaks."""
+    return split_text(text, MESSAGE_LIMIT)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -130,7 +99,7 @@ def _log_retry(state: RetryCallState) -> None:
 async def send_reply(bot: Bot, target: ReplyTarget, text: str, policy: RetryPolicy) -> list[int]:
     """Send the text to the target in as many messages as it takes; their message ids."""
     sent: list[int] = []
-    for index, part in enumerate(split_text(text)):
+    for index, part in enumerate(split_message(text)):
         quote = target.reply_to if index == 0 else None
         message = await with_retries(lambda part=part, quote=quote: bot.send_message(
             chat_id=target.chat_id, text=part, business_connection_id=target.business_connection_id,
