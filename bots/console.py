@@ -45,9 +45,9 @@ def to_inbound(speaker: ConsoleSpeaker, text: str) -> InboundMessage:
 
 async def converse(
     handle: Handler, speaker: ConsoleSpeaker, read: Callable[[str], str], write: Callable[[str], None],
-    prompt: str = "you> ",
+    prompt: str = "you> ", delivered: Callable[[InboundMessage], Awaitable[None]] | None = None,
 ) -> None:
-    """Read lines until end of input, answering each through the pipeline."""
+    """Read lines until end of input, answering each through the pipeline (and saying it was delivered)."""
     while True:
         try:
             line = await asyncio.to_thread(read, prompt)
@@ -55,6 +55,9 @@ async def converse(
             return
         if not line.strip():
             continue
-        reply = await handle(to_inbound(speaker, line))
+        message = to_inbound(speaker, line)
+        reply = await handle(message)
         if reply is not None:
             write(reply.text)
+            if delivered is not None:
+                await delivered(message)

@@ -14,11 +14,13 @@ from weakref import WeakValueDictionary
 from core.audience import AudienceResolver
 from core.autoreply import Autoreply
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
+from core.delivery import Deliveries, stored_reply
 from core.forgetting import ForgetConversation
 from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
 from core.messages import InboundMessage, Mode, Reply, clean_text
 from core.respond import Answer, Responder
+from storage.deliveries import DeliveryLedger
 from storage.items import NewItem
 from storage.memory import AddResult, MemoryStore
 from storage.models import Direction, ItemKind, L0Item, Visibility
@@ -48,7 +50,7 @@ class Pipeline:
         self, twin_id: int, owner_name: str, store: MemoryStore, audiences: AudienceResolver, responder: Responder,
         default_visibility: Visibility = Visibility.private, indexer: BackgroundIndexer | None = None,
         forgetting: ForgetConversation | None = None, autoreply: Autoreply | None = None,
-        more_commands: dict[str, CommandHandler] | None = None,
+        more_commands: dict[str, CommandHandler] | None = None, deliveries: Deliveries | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -59,11 +61,13 @@ class Pipeline:
         self.indexer = indexer  # None: index inline, before the reply
         self.forgetting = forgetting
         self.autoreply = autoreply or Autoreply(StateStore(store.engine), twin_id)
+        self.deliveries = deliveries or Deliveries(DeliveryLedger(store.engine), store, twin_id)
         self.command_handlers: dict[str, CommandHandler] = {
             "help": self._help, "status": self._status, "introduce": self._introduce, "ask": self._ask,
             "forget": self._forget, "autoreply": self._autoreply,
         } | (more_commands or {})  # e.g. the memory commands (core.memory_commands)
         self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
+        self._answered_here: set[tuple[str, str]] = set()  # (platform, message id) answered by this process
 
     async def handle(self, message: InboundMessage) -> Reply | None:
         """The reply to a message; None when it was answered before (a redelivery) or is not to be answered."""
@@ -71,20 +75,38 @@ class Pipeline:
         lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
         async with lock:  # one message at a time per chat keeps order and stops double answers
             stored = await self.record(message)
-            if stored is None:
-                return None
+            if stored is None or isinstance(stored, Reply):
+                return stored  # None: answered and delivered before; a Reply: answered, never delivered
             speaker = await asyncio.to_thread(
                 self.audiences.identify, message.platform, message.sender_id, message.sender_name
             )
             if not await self.autoreply.answers(message, speaker):
+                await self.deliveries.skipped(message)
                 return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
             reply = await self.respond(message, stored, speaker)
             if reply.error is None:
                 await self.log_reply(message, reply)
+                await self.deliveries.answered(message)
+                self._answered_here.add((message.platform, message.message_id))
             return reply
 
-    async def record(self, message: InboundMessage) -> L0Item | None:
-        """Append the message to L0 (once); None when it is stored and already answered."""
+    async def accept(self, message: InboundMessage) -> None:
+        """Store a message the moment it arrives, before it waits its turn in its chat: a platform that already
+        considers it delivered (Telegram confirms a batch when it sends the next) cannot lose it in a crash."""
+        await self.record(replace(message, text=clean_text(message.text)))
+
+    async def delivered(self, message: InboundMessage) -> None:
+        """The adapter got the reply onto the platform: the message is done."""
+        await self.deliveries.delivered(message)
+        self._answered_here.discard((message.platform, message.message_id))
+
+    async def unfinished(self, platform: str) -> list[InboundMessage]:
+        """What a crash left unanswered or undelivered on this platform, for the adapter to finish at start."""
+        return await self.deliveries.unfinished(platform)
+
+    async def record(self, message: InboundMessage) -> L0Item | Reply | None:
+        """Append the message to L0 (once). For a message seen before: None when it was answered and delivered,
+        its logged reply when that never reached the platform, else the stored item (answer it now)."""
         item = NewItem(
             source=message.platform, source_id=message.message_id, chat=message.chat_id, sender=message.sender_name,
             sender_id=message.sender_id, text=message.text, occurred_at=message.sent_at,
@@ -94,11 +116,19 @@ class Pipeline:
         )
         result = await self._add(item, self.default_visibility)
         if result.added:
+            await self.deliveries.received(message)
             return result.rows[0]
         answered = await asyncio.to_thread(
             self.store.by_source, self.twin_id, message.platform, reply_source_id(message.message_id)
         )
         if answered is not None:
+            # Answered by an earlier process and never delivered: send that reply. Answered by this process:
+            # the adapter that asked first is delivering it now, so a concurrent duplicate gets nothing.
+            answered_here = (message.platform, message.message_id) in self._answered_here
+            if not answered_here and await self.deliveries.awaits_delivery(message):
+                log.info("sending the reply to %s/%s again: it was never delivered", message.platform,
+                         message.message_id)
+                return stored_reply(message, answered)
             log.info("skipping %s/%s: answered before", message.platform, message.message_id)
             return None
         return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id)

@@ -247,3 +247,23 @@ def test_concurrent_deliveries_of_one_message_are_answered_once(app: TwinApp, ll
     replies = asyncio.run(go())
     assert sorted(r is None for r in replies) == [False, True]
     assert len(llm.requests) == 1
+
+
+def test_after_a_restart_an_undelivered_reply_is_sent_again_and_never_regenerated(
+    app: TwinApp, llm: RecordingLLM
+) -> None:
+    first = message("are the tomatoes ripe?", message_id="r1")
+    [reply] = run_messages(app, [first])  # answered, but the process "dies" before the adapter delivers it
+
+    async def restarted() -> tuple:
+        async with open_pipeline(app, app.settings.llm_url) as pipeline:
+            unfinished = await pipeline.unfinished(CONSOLE)
+            again = await pipeline.handle(first)  # the platform (or recovery) brings it again
+            await pipeline.delivered(first)
+            return unfinished, again, await pipeline.handle(first), await pipeline.unfinished(CONSOLE)
+
+    unfinished, again, after_delivery, left = asyncio.run(restarted())
+    assert [m.message_id for m in unfinished] == ["r1"] and unfinished[0].text == "are the tomatoes ripe?"
+    assert again.text == reply.text and again.details == {"resent": True}
+    assert len(llm.requests) == 1  # sent again, not generated again
+    assert after_delivery is None and left == []

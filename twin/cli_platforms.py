@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import typer
 from rich.console import Console
 
+from twin.platform_matrix import check_matrix
 from twin.platform_slack import check_slack
 from twin.platforms import configured_platforms
 from twin.settings import Settings
@@ -29,11 +30,12 @@ async def check_telegram(settings: Settings) -> str:
     return f"{username} at {settings.telegram_api_url.rstrip('/')}, {settings.telegram_mode}"
 
 
-CHECKS: dict[str, Check] = {"telegram": check_telegram, "slack": check_slack}
+CHECKS: dict[str, Check] = {"telegram": check_telegram, "slack": check_slack, "matrix": check_matrix}
 
 
 async def run_checks(settings: Settings) -> dict[str, str | None]:
     """Each configured platform: None when it works, else what is wrong; prints one line per platform."""
+    from bots.matrix import MatrixSetupError
     from bots.slack import SlackSetupError
     from bots.telegram import TelegramSetupError
 
@@ -41,7 +43,7 @@ async def run_checks(settings: Settings) -> dict[str, str | None]:
     for name in configured_platforms(settings):
         try:
             detail = await CHECKS[name](settings)
-        except (TelegramSetupError, SlackSetupError) as error:
+        except (TelegramSetupError, SlackSetupError, MatrixSetupError) as error:
             problems[name] = str(error)
             out.print(f"[red]✗[/red] {name}: {error}")
         else:
@@ -56,8 +58,8 @@ def doctor() -> None:
 
     settings = load_settings()
     if not configured_platforms(settings):
-        out.print("No chat platform is configured (set TWIN_TELEGRAM_TOKEN or TWIN_SLACK_BOT_TOKEN); "
-                  "`twin run` uses the console.")
+        out.print("No chat platform is configured (set TWIN_TELEGRAM_TOKEN, TWIN_SLACK_BOT_TOKEN or "
+                  "TWIN_MATRIX_HOMESERVER); `twin run` uses the console.")
         return
     problems = asyncio.run(run_checks(settings))
     if any(problems.values()):

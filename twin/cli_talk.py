@@ -48,7 +48,7 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
             await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
                            write=lambda text: out.print(f"[b]twin>[/b] {text}" if interactive else text,
                                                         markup=interactive, highlight=False),
-                           prompt=f"{speaker.name}> ")
+                           prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
 def _read_piped(_prompt: str) -> str:
@@ -105,7 +105,10 @@ async def _ask_once(settings: Settings, speaker: ConsoleSpeaker, text: str) -> R
 
     with open_twin(settings) as app, model_server(settings) as url:
         async with open_pipeline(app, url) as pipeline:
-            reply = await pipeline.handle(to_inbound(speaker, text))
+            message = to_inbound(speaker, text)
+            reply = await pipeline.handle(message)
+            if reply is not None:
+                await pipeline.delivered(message)
     assert reply is not None  # a console message is always new
     return reply
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING
 
+from twin.platform_matrix import build_matrix
 from twin.platform_slack import build_slack
 from twin.settings import Settings
 
@@ -24,7 +25,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def configured_platforms(settings: Settings) -> list[str]:
     """The platforms with credentials in the settings, in start order."""
-    configured = (("telegram", settings.telegram_token is not None), ("slack", settings.slack_bot_token is not None))
+    configured = (("telegram", settings.telegram_token is not None), ("slack", settings.slack_bot_token is not None),
+                  ("matrix", settings.matrix_homeserver is not None))
     return [name for name, is_set in configured if is_set]
 
 
@@ -55,11 +57,11 @@ def build_telegram(settings: Settings, app: TwinApp, pipeline: Pipeline) -> Adap
     )
     application = build_application(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
     connections = BusinessConnections(StateStore(app.store.engine), app.twin.id)
-    return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options)
+    return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options, ledger=pipeline)
 
 
 BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {
-    "telegram": build_telegram, "slack": build_slack,
+    "telegram": build_telegram, "slack": build_slack, "matrix": build_matrix,
 }
 
 

@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     slack_port: int = Field(default=3000, ge=1, le=65535)
     slack_path: str = Field(default="/slack/events", description="Events, interactivity and /twin post here.")
 
+    # Matrix: the twin as a bot user on a homeserver; end-to-end keys kept in data_dir/matrix.
+    matrix_homeserver: str | None = Field(default=None, description="Homeserver URL; set, `twin run` runs Matrix.")
+    matrix_user_id: str | None = Field(default=None, description="The twin's account, e.g. @twin:example.org.")
+    matrix_password: SecretStr | None = Field(default=None, description="Password: the twin logs in at each start.")
+    matrix_access_token: SecretStr | None = Field(default=None, description="Access token, used instead of a login.")
+    matrix_device_id: str = Field(default="TWIN", description="The twin's device; its encryption keys stay with it.")
+    matrix_allowed_inviters: list[str] | None = Field(
+        default=None, description="Users whose invites the twin accepts (JSON list); default the owner's Matrix ids.",
+    )
+
     @field_validator("data_dir", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:
@@ -166,6 +176,13 @@ class Settings(BaseSettings):
                              "TWIN_SLACK_APP_TOKEN (Socket Mode)")
         return self
 
+    @model_validator(mode="after")
+    def _matrix_needs_an_account(self) -> Settings:
+        if self.matrix_homeserver and not (self.matrix_user_id and (self.matrix_password or self.matrix_access_token)):
+            raise ValueError("TWIN_MATRIX_HOMESERVER needs TWIN_MATRIX_USER_ID and TWIN_MATRIX_PASSWORD or "
+                             "TWIN_MATRIX_ACCESS_TOKEN")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         """The configured database, or the embedded SQLite file."""
@@ -180,6 +197,11 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         """Logs of child processes (the local vLLM)."""
         return self.data_dir / "logs"
+
+    @property
+    def matrix_store_path(self) -> Path:
+        """Folder of the Matrix end-to-end encryption store (the device's keys and sessions)."""
+        return self.data_dir / "matrix"
 
     @property
     def vectors_path(self) -> Path:

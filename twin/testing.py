@@ -52,6 +52,7 @@ class RecordingLLM:
     def __init__(self, served: tuple[str, ...] = ("base",), cut_to_max_tokens: bool = False) -> None:
         self.served = served
         self.cut_to_max_tokens = cut_to_max_tokens  # like a real model: at most max_tokens (here: words) back
+        self.delay = 0.0  # seconds every answer takes, like generation (tests that kill a twin mid-answer)
         self.requests: list[dict[str, Any]] = []
         self.script: deque[str | dict | Fault] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -92,7 +93,7 @@ class RecordingLLM:
             content = text
         if self.cut_to_max_tokens and body.get("max_tokens"):
             content = " ".join(content.split(" ")[: body["max_tokens"]])
-        return 200, json.dumps(self._completion(body, content)), 0.0
+        return 200, json.dumps(self._completion(body, content)), self.delay
 
     @staticmethod
     def _completion(body: dict[str, Any], content: str) -> dict[str, Any]:

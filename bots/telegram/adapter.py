@@ -25,6 +25,7 @@ from bots.telegram.inbound import (
 from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, with_retries
 from core.audience import AudienceResolver
 from core.commands import COMMANDS, CommandSpec
+from core.delivery import DeliveryHooks
 from core.messages import InboundMessage, Reply
 from storage.state import StateStore
 
@@ -84,9 +85,10 @@ class TelegramAdapter:
     """Receives updates (long polling or a webhook), hands each to the pipeline, sends the reply back."""
 
     def __init__(self, application: Application, handle: Handler, connections: BusinessConnections,
-                 audiences: AudienceResolver, options: TelegramOptions) -> None:
+                 audiences: AudienceResolver, options: TelegramOptions, ledger: DeliveryHooks | None = None) -> None:
         self.application = application
         self.handle = handle
+        self.ledger = ledger  # marks replies delivered; hands back what a crash left unfinished
         self.connections = connections
         self.audiences = audiences
         self.options = options
@@ -114,6 +116,19 @@ class TelegramAdapter:
         await self.application.start()
         await self._receive()
         log.info("Telegram: @%s is up (%s)", self.bot.username, self.options.mode)
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Answer what a crash left received but unanswered, and send replies that were never delivered."""
+        if self.ledger is None:
+            return
+        unfinished = await self.ledger.unfinished(PLATFORM)
+        for message in unfinished:
+            if message.raw:
+                kind = "business_message" if message.to_owner else "message"
+                await self.process({"update_id": 0, kind: message.raw})
+        if unfinished:
+            log.info("Telegram: finished %d messages a restart interrupted", len(unfinished))
 
     async def stop(self) -> None:
         """Stop receiving, finish the updates in hand, close the HTTP client."""
@@ -167,6 +182,8 @@ class TelegramAdapter:
         message = to_inbound(payload, self.bot.username)
         if message is None:
             return
+        if self.ledger is not None and not message.to_owner:  # business messages are checked first, below
+            await self.ledger.accept(message)  # in L0 before it waits for its chat: a crash cannot lose it
         # Taken before the first await: a chat's updates are answered, and the answers sent, in arrival order.
         async with self._lock(message.chat_id):
             if message.to_owner and not await self._owner_connected(payload["business_message"]):
@@ -179,6 +196,9 @@ class TelegramAdapter:
                 await send_reply(self.bot, target, reply.text, self.options.retry)
             except TelegramDeliveryError as error:
                 log.error("Telegram: the reply to %s was not delivered: %s", message.message_id, error)
+                return
+            if self.ledger is not None:
+                await self.ledger.delivered(message)
 
     def _lock(self, key: str) -> asyncio.Lock:
         """One lock per chat (or business connection), taken in the order updates arrive."""

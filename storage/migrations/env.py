@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
 
