@@ -29,10 +29,11 @@ from bots.slack.drafts import (
     edit_view,
     edited_text,
 )
-from bots.slack.inbound import ReplyTarget, command_to_inbound, reply_target, to_inbound
+from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_target, to_inbound
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post
 from bots.text import split_text
 from core.autoreply import Autoreply
+from core.delivery import DeliveryHooks
 from core.messages import InboundMessage, Reply
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,10 @@ class SlackAdapter:
     """Receives events, slash commands and draft buttons; hands messages to the pipeline; posts the replies."""
 
     def __init__(self, app: AsyncApp, handle: Handler, autoreply: Autoreply, drafts: DraftStore,
-                 options: SlackOptions) -> None:
+                 options: SlackOptions, ledger: DeliveryHooks | None = None) -> None:
         self.app = app
         self.handle = handle
+        self.ledger = ledger  # stores messages on arrival, marks replies delivered, hands back unfinished work
         self.autoreply = autoreply
         self.drafts = drafts
         self.options = options
@@ -106,6 +108,7 @@ class SlackAdapter:
             self._socket = AsyncSocketModeHandler(self.app, self.options.app_token)
             await self._socket.connect_async()
             log.info("Slack: connected over Socket Mode")
+            await self.recover()
             return
         server = web.Application()
         server.router.add_post(self.options.path, self.on_http)
@@ -113,6 +116,7 @@ class SlackAdapter:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.host, self.options.port).start()
         log.info("Slack: Events API endpoint at %s", self.url)
+        await self.recover()
 
     async def stop(self) -> None:
         """Stop receiving; close the connection or the server."""
@@ -134,10 +138,22 @@ class SlackAdapter:
         finally:
             self.processed += 1
 
+    async def recover(self) -> None:
+        """Answer what a crash left received but unanswered, and post replies that were never delivered."""
+        if self.ledger is None:
+            return
+        unfinished = [m for m in await self.ledger.unfinished(PLATFORM) if "command" not in (m.raw or {})]
+        for message in unfinished:  # a slash command's reply link does not outlive the process: not retried
+            await self.deliver(message)
+        if unfinished:
+            log.info("Slack: finished %d messages a restart interrupted", len(unfinished))
+
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and post the answer: directly, marked, or as a draft."""
+        message = await self._named(message)
+        if self.ledger is not None:
+            await self.ledger.accept(message)  # in L0 before it waits for its chat: a crash cannot lose it
         async with self._lock(message.chat_id):  # a chat's answers are posted in arrival order
-            message = await self._named(message)
             reply = await self.handle(message)
             if reply is None or not reply.text.strip():
                 return
@@ -149,6 +165,9 @@ class SlackAdapter:
                     await post(self.client, target, self._outgoing(message, reply.text))
             except SlackDeliveryError as error:
                 log.error("Slack: the reply to %s was not delivered: %s", message.message_id, error)
+                return
+            if self.ledger is not None:
+                await self.ledger.delivered(message)
 
     def _outgoing(self, message: InboundMessage, text: str) -> str:
         return marked(text, self.options.owner_name) if message.to_owner else text
@@ -229,11 +248,14 @@ class SlackAdapter:
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """`/twin ...`: acked at once, run as the core command, answered only to the person who typed it."""
         await ack()
-        reply = await self.handle(command_to_inbound(body))
+        message = command_to_inbound(body)
+        reply = await self.handle(message)
         if reply is None or not reply.text.strip():
             return
         for part in split_text(reply.text, MESSAGE_LIMIT):
             await respond(text=part, response_type="ephemeral")
+        if self.ledger is not None:
+            await self.ledger.delivered(message)
 
     def _is_owner(self, user_id: str) -> bool:
         return user_id in self.options.owner_user_ids
