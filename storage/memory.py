@@ -153,7 +153,8 @@ class MemoryStore:
         for batch in _batches(items, batch_size):
             try:
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
-            except IntegrityError:  # a concurrent writer created one of these senders first; it exists now
+            except IntegrityError:  # a concurrent writer created one of these senders first, or merged a person
+                self._people_cache.clear()  # away (its id is gone): look every sender up again
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             result.added_ids.extend(row.id for row in rows)
             result.rows.extend(rows)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Identity, Person
+from storage.models import Direction, Identity, L0Item, Person
 
 TRUST_LEVELS = ("owner", "contact", "stranger")
 
@@ -98,6 +98,51 @@ class PeopleDirectory:
             session.add(person)
             session.commit()
             return _speaker(person)
+
+    def link(self, twin_id: int, person_id: int, platform: str, external_id: str) -> Speaker:
+        """Give a person this platform account (moving it from whoever held it: that one is merged in if left
+        with no other account)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            person = self._person(session, twin_id, person_id)
+            query = select(Identity).where(Identity.twin_id == twin_id, Identity.platform == platform,
+                                           Identity.external_id == external_id)
+            identity = session.scalars(query).first()
+            if identity is None:
+                session.add(Identity(twin_id=twin_id, person_id=person_id, platform=platform,
+                                     external_id=external_id, display_name=person.display_name))
+                session.commit()
+                return _speaker(person)
+            previous = identity.person_id
+        if previous != person_id:
+            self.merge(twin_id, person_id, previous)
+        return self.find(twin_id, str(person_id)) or _speaker(person)
+
+    def merge(self, twin_id: int, keep_id: int, other_id: int) -> Speaker:
+        """One person seen under two names: the other's accounts and messages move to `keep`, the other goes."""
+        if keep_id == other_id:
+            raise StorageError("a person cannot be merged with themself")
+        with Session(self.engine, expire_on_commit=False) as session:
+            keep, other = self._person(session, twin_id, keep_id), self._person(session, twin_id, other_id)
+            if other.is_owner:
+                raise StorageError(f"merge {other.display_name} the other way round: the owner is kept")
+            if TRUST_LEVELS.index(other.trust) < TRUST_LEVELS.index(keep.trust):
+                keep.trust = other.trust  # the merged person is trusted as the more trusted of the two was
+            moved = {"sender_id": keep_id}
+            if keep.is_owner:
+                moved["direction"] = Direction.outbound
+            session.execute(update(Identity).where(Identity.person_id == other_id).values(person_id=keep_id))
+            session.execute(update(L0Item).where(L0Item.sender_id == other_id).values(**moved))
+            session.delete(other)
+            session.add(keep)
+            session.commit()
+            return _speaker(keep)
+
+    @staticmethod
+    def _person(session: Session, twin_id: int, person_id: int) -> Person:
+        person = session.get(Person, person_id)
+        if person is None or person.twin_id != twin_id:
+            raise StorageError(f"no person with id {person_id}")
+        return person
 
     def all(self, twin_id: int) -> list[tuple[Speaker, list[str]]]:
         """Every person with their accounts as 'platform:id'."""

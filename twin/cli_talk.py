@@ -160,3 +160,51 @@ def people_trust(
             fail(f"{person!r} matches {len(found)} people: {names}; give the id or platform:account")
         changed = directory.set_trust(app.twin.id, found[0].person_id, level)
     out.print(f"{changed.name} is now a {changed.trust}")
+
+
+def _one_person(directory, twin_id: int, name: str) -> int:  # noqa: ANN001 - PeopleDirectory
+    from twin.cli import fail
+
+    found = directory.matches(twin_id, name)
+    if len(found) != 1 or found[0].person_id is None:
+        names = ", ".join(f"{p.person_id} ({p.name})" for p in found) or "nobody"
+        fail(f"{name!r} matches {names}; give the id from `twin people list`, or platform:account")
+    return found[0].person_id
+
+
+@people_app.command("merge")
+def people_merge(
+    keep: Annotated[str, typer.Argument(help="The person to keep: id, name or platform:account.")],
+    other: Annotated[str, typer.Argument(help="The same person under another name; merged into KEEP.")],
+) -> None:
+    """One person seen on two platforms: their accounts and messages become one person's."""
+    from storage.people import PeopleDirectory
+    from twin.app import open_twin
+    from twin.cli import load_settings
+
+    with open_twin(load_settings()) as app:
+        directory = PeopleDirectory(app.store.engine)
+        kept = directory.merge(app.twin.id, _one_person(directory, app.twin.id, keep),
+                               _one_person(directory, app.twin.id, other))
+    out.print(f"merged into {kept.name} ({kept.trust})")
+
+
+@people_app.command("link")
+def people_link(
+    person: Annotated[str, typer.Argument(help="Id, name or platform:account of the person ('owner' for you).")],
+    account: Annotated[str, typer.Argument(help="The account to add, as platform:id, e.g. slack:U01ADA.")],
+) -> None:
+    """Link a platform account to a person (the owner links their own accounts this way)."""
+    from storage.people import PeopleDirectory
+    from twin.app import open_twin
+    from twin.cli import fail, load_settings
+
+    platform, _, external_id = account.partition(":")
+    if not platform or not external_id:
+        fail(f"{account!r} is not platform:id (e.g. telegram:12345)", code=2)
+    with open_twin(load_settings()) as app:
+        directory = PeopleDirectory(app.store.engine)
+        person_id = (app.store.owner(app.twin.id).id if person == "owner"
+                     else _one_person(directory, app.twin.id, person))
+        linked = directory.link(app.twin.id, person_id, platform, external_id)
+    out.print(f"{account} now belongs to {linked.name}")

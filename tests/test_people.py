@@ -1,0 +1,54 @@
+"""One person across platforms: the owner links their accounts, a contact seen twice is merged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from twin.cli import app
+from twin.testing import RecordingLLM
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    with RecordingLLM() as llm:
+        monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("TWIN_LLM_URL", llm.url)
+        monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
+        yield CliRunner()
+
+
+def ask(runner: CliRunner, text: str, as_name: str) -> dict:
+    result = runner.invoke(app, ["ask", text, "--as", as_name, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def people(runner: CliRunner) -> dict[str, dict]:
+    return {p["name"]: p for p in json.loads(runner.invoke(app, ["people", "list", "--json"]).stdout)}
+
+
+def test_a_contact_seen_under_two_accounts_is_merged_into_one_trusted_person(runner: CliRunner) -> None:
+    ask(runner, "hi, Bob here", "bob")
+    ask(runner, "hello, it's Robert", "robert")
+    assert runner.invoke(app, ["people", "trust", "console:bob", "contact"]).exit_code == 0
+    assert ask(runner, "hello again", "robert")["audience"] == "stranger"
+    result = runner.invoke(app, ["people", "merge", "console:bob", "console:robert"])
+    assert result.exit_code == 0, result.output
+    listed = people(runner)
+    assert "robert" not in listed and listed["bob"]["accounts"] == ["console:bob", "console:robert"]
+    assert ask(runner, "and now?", "robert")["audience"] == "contact"  # trusted as the person he is
+
+
+def test_the_owner_links_another_account_of_theirs(runner: CliRunner) -> None:
+    assert ask(runner, "what do you know about me?", "ada-laptop")["audience"] == "stranger"
+    result = runner.invoke(app, ["people", "link", "owner", "console:ada-laptop"])
+    assert result.exit_code == 0, result.output
+    assert ask(runner, "what do you know about me?", "ada-laptop")["audience"] == "owner"
+    assert runner.invoke(app, ["people", "link", "owner", "no-colon"]).exit_code == 2
+    refused = runner.invoke(app, ["people", "merge", "console:ada-laptop", "owner"])
+    assert refused.exit_code == 1
