@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated, Any, TypeVar
 
@@ -29,17 +30,18 @@ def serve() -> None:
     from twin.cli import console, out
 
     server = ManagedVLLM(_settings(), console=console)
-    url = _or_fail(server.ensure_running)
-    out.print(url, highlight=False)
-    if server.started:
-        console.print("serving until Ctrl-C (then the server stops)", highlight=False)
-    else:
-        console.print("reusing the vLLM another twin process started; it keeps running after this command",
-                      highlight=False)
-    try:
-        _wait_for_stop_signal(server)
-    finally:
-        server.stop()
+    with _stop_signals() as stopping:  # caught from before the URL is printed: a quick SIGTERM still exits 0
+        try:
+            url = _or_fail(server.ensure_running)
+            out.print(url, highlight=False)
+            if server.started:
+                console.print("serving until Ctrl-C (then the server stops)", highlight=False)
+            else:
+                console.print("reusing the vLLM another twin process started; it keeps running after this command",
+                              highlight=False)
+            _wait_until_stopped(server, stopping)
+        finally:
+            server.stop()
 
 
 @llm_app.command()
@@ -90,8 +92,9 @@ def _or_fail(action: Callable[[], T]) -> T:
         raise  # not reached: _fail exits
 
 
-def _wait_for_stop_signal(server: ManagedVLLM) -> None:
-    """Block until Ctrl-C or SIGTERM, or until the server stops."""
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C or SIGTERM sets, for the duration of the block."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -99,12 +102,17 @@ def _wait_for_stop_signal(server: ManagedVLLM) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stopping.wait(WATCH_SECONDS):
-            if not server.alive():
-                _fail(f"vLLM stopped; see {server.log_path}")
+        yield stopping
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _wait_until_stopped(server: ManagedVLLM, stopping: threading.Event) -> None:
+    """Block until a stop signal, or until the server stops."""
+    while not stopping.wait(WATCH_SECONDS):
+        if not server.alive():
+            _fail(f"vLLM stopped; see {server.log_path}")
 
 
 def _status_table(report: dict[str, Any]) -> Table:
