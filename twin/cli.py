@@ -192,14 +192,17 @@ def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinAp
 @app.command()
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts per layer and source, and store sizes."""
+    from storage.facts import FactStore
     from twin.app import open_twin
 
     settings = load_settings()
     with open_twin(settings) as twin:
         by_source = twin.store.count_by_source(twin.twin.id)
+        facts = FactStore(twin.store.engine)
         report = {
             "twin": twin.twin.handle,
             "l0": {"total": sum(by_source.values()), "by_source": by_source},
+            "l1": {"current_facts": len(facts.current(twin.twin.id)), "all_facts": len(facts.all(twin.twin.id))},
             "vectors": {"points": twin.store.index.count(), "bytes": twin.store.index.disk_bytes()},
             "database": {"url": _redact(settings.resolved_database_url), "bytes": _database_bytes(settings)},
             "data_dir": str(settings.data_dir),
@@ -211,6 +214,8 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     for source, count in sorted(by_source.items()):
         table.add_row("L0", source, str(count))
     table.add_row("L0", "[b]total[/b]", str(report["l0"]["total"]))
+    l1 = report["l1"]
+    table.add_row("L1", "facts (current / with superseded)", f"{l1['current_facts']} / {l1['all_facts']}")
     out.print(table)
     out.print(f"vector index: {report['vectors']['points']} points, {report['vectors']['bytes'] / 1e6:.1f} MB")
     out.print(f"database: {report['database']['url']} ({report['database']['bytes'] / 1e6:.1f} MB)")

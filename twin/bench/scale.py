@@ -166,7 +166,8 @@ def time_embedder(embedder, texts: list[str]) -> float:  # noqa: ANN001 - storag
 
 
 def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    """Bytes allocated on disk under the folder (sparse files count what they use)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
 
 
 def run_scale_bench(n: int, as_json: bool, results_path: Path | None, console: Console, out: Console) -> dict:
