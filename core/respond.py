@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,11 +51,28 @@ class ModelRouter:
         return self.adapters.get(audience, self.base)
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])(\s+)")
+
+
+def without_repeats(text: str) -> str:
+    """The text with sentences said before dropped: small models loop ("I'm a virtual assistant. I'm a ...")."""
+    pieces = SENTENCE_END.split(text)  # sentence, whitespace, sentence, whitespace, ...
+    seen: set[str] = set()
+    kept: list[str] = []
+    for at in range(0, len(pieces), 2):
+        key = " ".join(pieces[at].casefold().split()).rstrip(".!?")
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept += [pieces[at], pieces[at + 1] if at + 1 < len(pieces) else ""]
+    return "".join(kept)
+
+
 def guard(text: str) -> str:
-    """The model's text made fit to send: chat-template tokens removed, never empty."""
+    """The model's text made fit to send: chat-template tokens and looping repeats removed, never empty."""
     for token in SPECIAL_TOKENS:
         text = text.replace(token, "")
-    return text.strip() or EMPTY_ANSWER
+    return without_repeats(text.strip()).strip() or EMPTY_ANSWER
 
 
 class Responder:

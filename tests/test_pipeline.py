@@ -267,3 +267,13 @@ def test_after_a_restart_an_undelivered_reply_is_sent_again_and_never_regenerate
     assert again.text == reply.text and again.details == {"resent": True}
     assert len(llm.requests) == 1  # sent again, not generated again
     assert after_delivery is None and left == []
+
+
+def test_the_guard_drops_a_small_models_loops_and_its_template_tokens() -> None:
+    from core.respond import EMPTY_ANSWER, guard
+
+    looping = "I'm a virtual assistant. I help you with tasks. I'm a virtual assistant. I help you with tasks."
+    assert guard(looping) == "I'm a virtual assistant. I help you with tasks."
+    assert guard("Sure!<|im_end|>") == "Sure!"
+    assert guard("  <|im_end|> ") == EMPTY_ANSWER
+    assert guard("Yes. No. Yes, really.") == "Yes. No. Yes, really."
