@@ -77,10 +77,11 @@ class OpenAIChatClient:
 
     def __init__(
         self, http: httpx.AsyncClient, *, default_model: str, max_tokens: int = 256, attempts: int = 3,
-        backoff_seconds: float = 0.5,
+        backoff_seconds: float = 0.5, text_sampling: dict | None = None,
     ) -> None:
         self.http = http
         self.default_model = default_model
+        self.text_sampling = dict(text_sampling or {})  # extra fields for free text only, never for JSON
         self.max_tokens = max_tokens
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
@@ -90,7 +91,7 @@ class OpenAIChatClient:
         temperature: float = 0.0,
     ) -> Completion:
         """One chat completion."""
-        body = self._body(messages, model, max_tokens, temperature)
+        body = self._body(messages, model, max_tokens, temperature) | self.text_sampling
         data = await self._post("chat/completions", body)
         return self._completion(data, body["model"])
 

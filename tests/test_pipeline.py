@@ -277,3 +277,17 @@ def test_the_guard_drops_a_small_models_loops_and_its_template_tokens() -> None:
     assert guard("Sure!<|im_end|>") == "Sure!"
     assert guard("  <|im_end|> ") == EMPTY_ANSWER
     assert guard("Yes. No. Yes, really.") == "Yes. No. Yes, really."
+
+
+def test_a_repetition_penalty_goes_with_free_text_only(
+    seeded: MemoryStore, twin: Twin, llm: RecordingLLM, expert_llm: RecordingLLM
+) -> None:
+    plain = TwinApp(settings=settings_for(llm, expert_llm), store=seeded, searcher=HybridSearcher(seeded), twin=twin)
+    run_messages(plain, [message("hello there", message_id="p0")])
+    assert "repetition_penalty" not in llm.requests[-1]  # an OpenAI-compatible URL may not know the field
+    tuned = TwinApp(settings=settings_for(llm, expert_llm, llm_repetition_penalty=1.2), store=seeded,
+                    searcher=HybridSearcher(seeded), twin=twin)
+    run_messages(tuned, [message("hello again", message_id="p1"), message("/ask gpt what now?", message_id="p2")])
+    conversation, enhance, critique = llm.requests[-3:]
+    assert conversation["repetition_penalty"] == 1.2
+    assert "repetition_penalty" not in enhance and "repetition_penalty" not in critique  # JSON stays exact

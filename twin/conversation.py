@@ -45,6 +45,17 @@ def model_server(settings: Settings) -> Iterator[str]:
         server.stop()  # stops only a server this process started
 
 
+LOCAL_REPETITION_PENALTY = 1.15  # SmolLM2-135M repeats itself under greedy decoding without it
+
+
+def text_sampling(settings: Settings) -> dict:
+    """Extra sampling fields for free-text replies: vLLM's repetition penalty where it is known to be vLLM."""
+    penalty = settings.llm_repetition_penalty
+    if penalty is None and not settings.llm_url:
+        penalty = LOCAL_REPETITION_PENALTY
+    return {"repetition_penalty": penalty} if penalty is not None else {}
+
+
 def _http(url: str, key: str | None, timeout: float) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=timeout)
@@ -68,7 +79,7 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         http = await stack.enter_async_context(_http(url, key, settings.llm_timeout))
         llm = OpenAIChatClient(http, default_model=settings.llm_served_name, max_tokens=settings.llm_max_tokens,
-                               attempts=settings.llm_retries)
+                               attempts=settings.llm_retries, text_sampling=text_sampling(settings))
         experts = {}
         for name, config in settings.experts.items():
             expert_key = config.api_key.get_secret_value() if config.api_key else None

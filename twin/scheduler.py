@@ -117,6 +117,9 @@ async def extract_facts(twin_id: int) -> None:
     except LLMUnavailable as error:  # nothing was lost: the cursor did not move past the batch
         log.warning("L1 extraction postponed: %s", error)
         return
+    except asyncio.CancelledError:  # the twin is stopping mid-batch: the cursor did not move, it is read again
+        log.info("L1 extraction interrupted by shutdown; it resumes at the next start")
+        return
     log.info("L1 extraction read %d items: %d facts changed", report.items_read, report.changed)
     if report.changed:
         await refresh_profile(twin_id)
@@ -131,6 +134,9 @@ async def refresh_profile(twin_id: int) -> None:
         version = await jobs.profiles.refresh()
     except LLMUnavailable as error:
         log.warning("profile refresh postponed: %s", error)
+        return
+    except asyncio.CancelledError:  # stopping: nothing half-written (a version is saved in one transaction)
+        log.info("profile refresh interrupted by shutdown")
         return
     log.info("profile version %s written", version)
 

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(default=120.0, gt=0, description="Seconds one generation may take.")
     llm_retries: int = Field(default=3, ge=1, description="Attempts per request, with exponential backoff.")
     llm_max_tokens: int = Field(default=256, ge=1, description="Longest reply, in tokens.")
+    llm_repetition_penalty: float | None = Field(
+        default=None, gt=0,
+        description="vLLM's repetition_penalty for free-text replies; unset: 1.15 on the local vLLM (the bundled "
+        "135M model loops without it), nothing sent to a TWIN_LLM_URL server (OpenAI's API rejects the field).",
+    )
     experts: dict[str, ExpertSettings] = Field(
         default_factory=dict,
         description='Expert models by name (JSON), e.g. {"gpt": {"url": "https://.../v1", "model": "gpt-4o", '
