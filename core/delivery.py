@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from core.messages import InboundMessage, Mode, Reply
-from storage.deliveries import ANSWERED, DELIVERED, SKIPPED, DeliveryLedger
+from storage.deliveries import DELIVERED, SKIPPED, UNFINISHED, DeliveryLedger
 from storage.memory import MemoryStore
 from storage.models import L0Item
 
@@ -39,10 +39,6 @@ class Deliveries:
             message.sender_id, message.sender_name, message.to_owner,
         )
 
-    async def answered(self, message: InboundMessage) -> None:
-        """Its reply is logged in L0; it still has to reach the platform."""
-        await self._move(message, ANSWERED)
-
     async def delivered(self, message: InboundMessage) -> None:
         """The platform accepted the reply."""
         await self._move(message, DELIVERED)
@@ -52,9 +48,9 @@ class Deliveries:
         await self._move(message, SKIPPED)
 
     async def awaits_delivery(self, message: InboundMessage) -> bool:
-        """Answered before but not delivered: the logged reply should go out (again)."""
+        """For a message whose reply is logged: was that reply never delivered (so it should go out again)?"""
         state = await asyncio.to_thread(self.ledger.state, self.twin_id, message.platform, message.message_id)
-        return state == ANSWERED
+        return state in UNFINISHED  # answered = the L0 reply row; the ledger only learns of delivery
 
     async def unfinished(self, platform: str, window: timedelta = RECOVERY_WINDOW) -> list[InboundMessage]:
         """Messages a crash interrupted (received and not answered, or answered and not delivered), oldest first."""

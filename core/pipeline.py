@@ -74,21 +74,31 @@ class Pipeline:
         message = replace(message, text=clean_text(message.text))
         lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
         async with lock:  # one message at a time per chat keeps order and stops double answers
-            stored = await self.record(message)
-            if stored is None or isinstance(stored, Reply):
-                return stored  # None: answered and delivered before; a Reply: answered, never delivered
-            speaker = await asyncio.to_thread(
-                self.audiences.identify, message.platform, message.sender_id, message.sender_name
-            )
-            if not await self.autoreply.answers(message, speaker):
-                await self.deliveries.skipped(message)
-                return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
-            reply = await self.respond(message, stored, speaker)
-            if reply.error is None:
-                await self.log_reply(message, reply)
-                await self.deliveries.answered(message)
-                self._answered_here.add((message.platform, message.message_id))
-            return reply
+            stored, receipt = await self._record(message)
+            try:
+                return await self._answer_recorded(message, stored, receipt)
+            finally:
+                if receipt is not None:  # the ledger row is written alongside the answer, and is in before it goes
+                    await receipt
+
+    async def _answer_recorded(
+        self, message: InboundMessage, stored: L0Item | Reply | None, receipt: asyncio.Future | None
+    ) -> Reply | None:
+        if stored is None or isinstance(stored, Reply):
+            return stored  # None: answered and delivered before; a Reply: answered, never delivered
+        speaker = await asyncio.to_thread(
+            self.audiences.identify, message.platform, message.sender_id, message.sender_name
+        )
+        if not await self.autoreply.answers(message, speaker):
+            if receipt is not None:
+                await receipt  # the row must exist before it is marked skipped
+            await self.deliveries.skipped(message)
+            return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
+        reply = await self.respond(message, stored, speaker)
+        if reply.error is None:
+            await self.log_reply(message, reply)  # the reply row marks "answered"; the ledger waits for delivery
+            self._answered_here.add((message.platform, message.message_id))
+        return reply
 
     async def accept(self, message: InboundMessage) -> None:
         """Store a message the moment it arrives, before it waits its turn in its chat: a platform that already
@@ -107,6 +117,12 @@ class Pipeline:
     async def record(self, message: InboundMessage) -> L0Item | Reply | None:
         """Append the message to L0 (once). For a message seen before: None when it was answered and delivered,
         its logged reply when that never reached the platform, else the stored item (answer it now)."""
+        stored, receipt = await self._record(message)
+        if receipt is not None:
+            await receipt
+        return stored
+
+    async def _record(self, message: InboundMessage) -> tuple[L0Item | Reply | None, asyncio.Future | None]:
         item = NewItem(
             source=message.platform, source_id=message.message_id, chat=message.chat_id, sender=message.sender_name,
             sender_id=message.sender_id, text=message.text, occurred_at=message.sent_at,
@@ -115,9 +131,8 @@ class Pipeline:
             direction=Direction.outbound if self.audiences.is_owner(message.platform, message.sender_id) else None,
         )
         result = await self._add(item, self.default_visibility)
-        if result.added:
-            await self.deliveries.received(message)
-            return result.rows[0]
+        if result.added:  # the ledger row is written on another thread while the answer is prepared
+            return result.rows[0], asyncio.ensure_future(self.deliveries.received(message))
         answered = await asyncio.to_thread(
             self.store.by_source, self.twin_id, message.platform, reply_source_id(message.message_id)
         )
@@ -128,10 +143,10 @@ class Pipeline:
             if not answered_here and await self.deliveries.awaits_delivery(message):
                 log.info("sending the reply to %s/%s again: it was never delivered", message.platform,
                          message.message_id)
-                return stored_reply(message, answered)
+                return stored_reply(message, answered), None
             log.info("skipping %s/%s: answered before", message.platform, message.message_id)
-            return None
-        return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id)
+            return None, None
+        return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id), None
 
     async def respond(self, message: InboundMessage, stored: L0Item, speaker: Speaker) -> Reply:
         """Run the command or the conversation; model failures become a plain reply, not a crash."""

@@ -1,5 +1,5 @@
-"""The delivery ledger: every live message from received to answered to delivered, so a restart finishes
-what a crash interrupted, and nothing is answered twice."""
+"""The delivery ledger: every live message from received to delivered (answered = its reply row in L0), so a
+restart finishes what a crash interrupted, and nothing is answered twice."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlmodel import Field, Session, SQLModel
 from storage.models import UTCDateTime, utcnow
 
 RECEIVED, ANSWERED, DELIVERED, SKIPPED = "received", "answered", "delivered", "skipped"
-UNFINISHED = (RECEIVED, ANSWERED)
+UNFINISHED = (RECEIVED, ANSWERED)  # 'answered' is no longer written (the L0 reply row says it); kept for old rows
 
 
 class Delivery(SQLModel, table=True):

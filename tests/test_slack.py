@@ -316,7 +316,8 @@ def test_socket_mode_through_a_local_websocket(twin_app: TwinApp, slack_api: Sla
 def test_a_429_is_waited_out_and_a_long_reply_is_split(
     twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM
 ) -> None:
-    paragraphs = [f"Part {i}. " + " ".join(["Ada likes reef diving and slow mornings."] * 20) for i in range(10)]
+    paragraphs = [f"Part {i}. " + " ".join(f"Ada likes reef diving and slow morning number {i}-{j}."
+                                           for j in range(17)) for i in range(10)]  # no repeats: the guard drops those
     llm.script.append("\n\n".join(paragraphs))
     slack_api.fail_next("chat.postMessage", 429, retry_after=1)
 

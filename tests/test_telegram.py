@@ -185,7 +185,8 @@ def test_a_redelivered_update_is_answered_once_also_after_a_restart(
 def test_a_5000_character_reply_arrives_as_two_messages(
     twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
 ) -> None:
-    paragraphs = [f"Part {i}. " + " ".join(["Ada likes reef diving and slow mornings."] * 12) for i in range(10)]
+    paragraphs = [f"Part {i}. " + " ".join(f"Ada likes reef diving and slow morning number {i}-{j}."
+                                           for j in range(12)) for i in range(10)]  # no repeats: the guard drops those
     long_answer = "\n\n".join(paragraphs)
     assert 4096 < len(long_answer) <= 8192
     llm.script.append(long_answer)

@@ -123,6 +123,10 @@ async def time_overhead(app, llm_url: str, count: int) -> dict:  # noqa: ANN001 
         pipeline.audiences.identify = clock.sync("identify", pipeline.audiences.identify)
         responder.searcher.search = clock.sync("retrieval", responder.searcher.search)
         responder.llm.complete = clock.async_("generation", responder.llm.complete)
+        responder.profile_for = clock.async_("profile_and_facts", responder.profile_for)
+        ledger = pipeline.deliveries
+        ledger.received = clock.async_("delivery_ledger", ledger.received)
+        pipeline.autoreply.answers = clock.async_("autoreply_check", pipeline.autoreply.answers)
         for i, message in enumerate(inbound_messages(count + WARMUP, run=f"{time.time_ns()}")):
             started = time.perf_counter()
             await pipeline.handle(message)
