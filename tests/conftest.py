@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from postgres import PostgresCluster, PostgresUnavailable, start_cluster
+from telegram_server import TOKEN, BotAPIServer
 
 from storage.database import create_database_engine, migrate
 from storage.embeddings import SentenceTransformerEmbedder
@@ -16,6 +17,7 @@ from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher
 from storage.vectors import EdgeVectorIndex
+from twin.testing import RecordingLLM
 
 pytest_plugins = ["vllm_fixtures"]  # the real L2 stack: bundled model, trained adapter, vLLM
 
@@ -28,6 +30,29 @@ def _clean_twin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TWIN_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def llm() -> Iterator[RecordingLLM]:
+    """The twin's model over real HTTP: records every prompt and answers with it (or with its script)."""
+    with RecordingLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def twin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llm: RecordingLLM) -> Path:
+    """TWIN_* pointing `twin` commands at a fresh data dir and the recording model, the owner called Ada."""
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TWIN_LLM_URL", llm.url)
+    monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def bot_api() -> Iterator[BotAPIServer]:
+    """A Bot API test server for the test bot token."""
+    with BotAPIServer(TOKEN) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

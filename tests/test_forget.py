@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from twin.app import open_twin
 from twin.cli import app
 from twin.conversation import open_pipeline
 from twin.settings import Settings
-from twin.testing import RecordingLLM
 
 SECRET = "Quixotrand"  # a word that exists nowhere else, so every byte of it can be searched for
 MESSAGES = [
@@ -33,12 +31,9 @@ MESSAGES = [
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    with RecordingLLM() as llm:
-        monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("TWIN_LLM_URL", llm.url)
-        monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
-        yield tmp_path / "data"
+def data_dir(twin_env: Path) -> Path:
+    """The data dir `twin` commands use here (the recording model answers)."""
+    return twin_env
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

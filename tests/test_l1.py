@@ -44,11 +44,6 @@ from twin.testing import Fault, RecordingLLM
 L1_TABLES = {"facts", "fact_sources", "profile_versions", "memory_cursors"}
 
 
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    with RecordingLLM() as server:
-        yield server
-
 
 @pytest.fixture
 def facts(store: MemoryStore) -> FactStore:

@@ -78,11 +78,6 @@ def test_captured_events_the_twin_does_not_answer(name: str) -> None:
 # -- the running twin on a real homeserver ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def llm() -> Any:
-    with RecordingLLM() as server:
-        yield server
-
 
 @pytest.fixture
 def bot(synapse: SynapseServer) -> Account:  # noqa: F811 - the session fixture

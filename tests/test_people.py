@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from twin.cli import app
-from twin.testing import RecordingLLM
 
 
 @pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    with RecordingLLM() as llm:
-        monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("TWIN_LLM_URL", llm.url)
-        monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
-        yield CliRunner()
+def runner(twin_env: Path) -> CliRunner:
+    return CliRunner()
 
 
 def ask(runner: CliRunner, text: str, as_name: str) -> dict:
@@ -50,5 +44,6 @@ def test_the_owner_links_another_account_of_theirs(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert ask(runner, "what do you know about me?", "ada-laptop")["audience"] == "owner"
     assert runner.invoke(app, ["people", "link", "owner", "no-colon"]).exit_code == 2
-    refused = runner.invoke(app, ["people", "merge", "console:ada-laptop", "owner"])
-    assert refused.exit_code == 1
+    ask(runner, "hi, Bob here", "bob")
+    refused = runner.invoke(app, ["people", "merge", "console:bob", "console:ada-laptop"])  # bob would absorb Ada
+    assert refused.exit_code == 1 and "the owner is kept" in str(refused.exception)

@@ -11,6 +11,7 @@ import pytest
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.messages import InboundMessage, Mode
 from core.pipeline import EMPTY, GARBLED, UNREACHABLE, Pipeline, reply_source_id
+from core.respond import EMPTY_ANSWER, guard
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Twin, Visibility
@@ -27,12 +28,6 @@ PUBLIC = "Ada works as a marine biologist studying coral reefs in the Red Sea"
 SECRETS = {"private": ("4921", "blue notebook"), "contacts": ("Linden Street", "under the fern")}
 MEMORY = [(PRIVATE, Visibility.private), (CONTACTS, Visibility.contacts), (PUBLIC, Visibility.public)]
 
-
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    """The twin's model: records every prompt."""
-    with RecordingLLM() as server:
-        yield server
 
 
 @pytest.fixture
@@ -270,8 +265,6 @@ def test_after_a_restart_an_undelivered_reply_is_sent_again_and_never_regenerate
 
 
 def test_the_guard_drops_a_small_models_loops_and_its_template_tokens() -> None:
-    from core.respond import EMPTY_ANSWER, guard
-
     looping = "I'm a virtual assistant. I help you with tasks. I'm a virtual assistant. I help you with tasks."
     assert guard(looping) == "I'm a virtual assistant. I help you with tasks."
     assert guard("Sure!<|im_end|>") == "Sure!"

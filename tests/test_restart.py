@@ -9,21 +9,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from telegram_server import EVE, TOKEN, BotAPIServer, private
 
 from twin.testing import RecordingLLM
 
 QUESTIONS = [f"question number {n} about the garden" for n in range(1, 7)]
 
-
-@pytest.fixture
-def bot_api() -> Iterator[BotAPIServer]:
-    with BotAPIServer(TOKEN) as server:
-        yield server
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

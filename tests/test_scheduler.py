@@ -4,12 +4,11 @@ and the real jobs extract facts on the app's loop once new L0 items settle; on S
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 
 from core.llm import OpenAIChatClient
@@ -43,11 +42,6 @@ async def count_run(key: int) -> None:
     """A job that only records that it ran (module-level: jobs are pickled by reference)."""
     RUNS.append(key)
 
-
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    with RecordingLLM() as server:
-        yield server
 
 
 def fresh_engine(store: MemoryStore) -> Engine:

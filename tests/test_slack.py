@@ -98,11 +98,6 @@ def slack_api() -> Iterator[SlackAPIServer]:
         yield server
 
 
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    with RecordingLLM() as server:
-        yield server
-
 
 @pytest.fixture
 def twin_app(store: MemoryStore, twin: Twin, slack_api: SlackAPIServer, llm: RecordingLLM) -> TwinApp:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,16 +41,6 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 
-@pytest.fixture
-def bot_api() -> Iterator[BotAPIServer]:
-    with BotAPIServer(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    with RecordingLLM() as server:
-        yield server
 
 
 def settings_for(bot_api: BotAPIServer, llm: RecordingLLM, **overrides: Any) -> Settings:

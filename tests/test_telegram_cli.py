@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,18 +16,6 @@ from typer.testing import CliRunner
 
 from twin.cli import app as cli
 from twin.testing import RecordingLLM
-
-
-@pytest.fixture
-def bot_api() -> Iterator[BotAPIServer]:
-    with BotAPIServer(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def llm() -> Iterator[RecordingLLM]:
-    with RecordingLLM() as server:
-        yield server
 
 
 @pytest.mark.parametrize(("token", "api", "code", "said"), [

@@ -148,27 +148,24 @@ def people_trust(
     """Make someone a contact (sees contacts-level memory) or a stranger (public only)."""
     from storage.people import PeopleDirectory
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli import load_settings
 
     with open_twin(load_settings()) as app:
         directory = PeopleDirectory(app.store.engine)
-        found = directory.matches(app.twin.id, person)
-        if not found:
-            fail(f"no person matches {person!r}; `twin people list` shows who the twin knows")
-        if len(found) > 1:
-            names = ", ".join(f"{p.person_id} ({p.name})" for p in found)
-            fail(f"{person!r} matches {len(found)} people: {names}; give the id or platform:account")
-        changed = directory.set_trust(app.twin.id, found[0].person_id, level)
+        changed = directory.set_trust(app.twin.id, _one_person(directory, app.twin.id, person), level)
     out.print(f"{changed.name} is now a {changed.trust}")
 
 
 def _one_person(directory, twin_id: int, name: str) -> int:  # noqa: ANN001 - PeopleDirectory
+    """The id of the one person the name matches; a clear error for none or several."""
     from twin.cli import fail
 
     found = directory.matches(twin_id, name)
-    if len(found) != 1 or found[0].person_id is None:
-        names = ", ".join(f"{p.person_id} ({p.name})" for p in found) or "nobody"
-        fail(f"{name!r} matches {names}; give the id from `twin people list`, or platform:account")
+    if not found:
+        fail(f"no person matches {name!r}; `twin people list` shows who the twin knows")
+    if len(found) > 1:
+        names = ", ".join(f"{p.person_id} ({p.name})" for p in found)
+        fail(f"{name!r} matches {len(found)} people: {names}; give the id or platform:account")
     return found[0].person_id
 
 

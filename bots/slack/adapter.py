@@ -16,6 +16,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.ordering import stored_then_in_turn
 from bots.slack.drafts import (
     APPROVE,
     DISCARD,
@@ -150,10 +151,10 @@ class SlackAdapter:
 
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and post the answer: directly, marked, or as a draft."""
-        message = await self._named(message)
-        if self.ledger is not None:
-            await self.ledger.accept(message)  # in L0 before it waits for its chat: a crash cannot lose it
-        async with self._lock(message.chat_id):  # a chat's answers are posted in arrival order
+        # Queued for the chat before the first await (answers go out in arrival order); stored while it waits,
+        # under the sender's display name, so a crash cannot lose it.
+        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
+            message = await self._named(message)  # cached by now: no second users.info
             reply = await self.handle(message)
             if reply is None or not reply.text.strip():
                 return
@@ -168,6 +169,12 @@ class SlackAdapter:
                 return
             if self.ledger is not None:
                 await self.ledger.delivered(message)
+
+    async def _named_and_stored(self, message: InboundMessage) -> None:
+        """Store the message under its sender's display name."""
+        named = await self._named(message)
+        if self.ledger is not None:
+            await self.ledger.accept(named)
 
     def _outgoing(self, message: InboundMessage, text: str) -> str:
         return marked(text, self.options.owner_name) if message.to_owner else text

@@ -15,6 +15,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bots.logs import redact_in_logs
+from bots.ordering import stored_then_in_turn
 from bots.telegram.inbound import (
     PLATFORM,
     BusinessConnection,
@@ -182,10 +183,10 @@ class TelegramAdapter:
         message = to_inbound(payload, self.bot.username)
         if message is None:
             return
-        if self.ledger is not None and not message.to_owner:  # business messages are checked first, below
-            await self.ledger.accept(message)  # in L0 before it waits for its chat: a crash cannot lose it
-        # Taken before the first await: a chat's updates are answered, and the answers sent, in arrival order.
-        async with self._lock(message.chat_id):
+        # Business messages are checked before anything is stored (below); others are stored while they wait.
+        store = self.ledger.accept(message) if self.ledger is not None and not message.to_owner else _nothing()
+        # Queued for the chat before the first await: answered, and the answers sent, in arrival order.
+        async with stored_then_in_turn(self._lock(message.chat_id), store):
             if message.to_owner and not await self._owner_connected(payload["business_message"]):
                 return
             reply = await self.handle(message)
@@ -237,3 +238,7 @@ class TelegramAdapter:
             log.warning("Telegram: %s: %s", type(error).__name__, error)
             return
         log.error("Telegram: an update failed", exc_info=error)
+
+
+async def _nothing() -> None:
+    """Nothing to store first."""
