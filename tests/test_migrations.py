@@ -15,15 +15,17 @@ from sqlmodel import SQLModel
 import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
+import storage.training  # noqa: F401
 from storage.database import alembic_config, create_database_engine, current_revision, migrate
 
-HEAD = "0005"
+HEAD = "0006"
 TABLES = {
     "twins", "people", "identities", "l0_items",  # 0001
     "facts", "fact_sources", "profile_versions", "memory_cursors",  # 0002: L1 memory
     "platform_state",  # 0003
     "tombstones", "twin_salts",  # 0004: forgetting
     "deliveries",  # 0005: received -> answered -> delivered
+    "training_samples", "training_sample_sources", "adapters", "adapter_sources",  # 0006: L2 training
 }
 
 

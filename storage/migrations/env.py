@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
+import storage.training  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata
