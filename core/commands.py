@@ -29,6 +29,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 owner_only=True),
     CommandSpec("forget", "/forget WHAT", "show what matches, then forget it everywhere on /forget yes",
                 owner_only=True),
+    CommandSpec("retrain", "/retrain", "train the owner's personal model again on what the twin knows now",
+                owner_only=True),
     CommandSpec("autoreply", "/autoreply on|off|draft", "answer messages sent to the owner on their behalf "
                 "(or draft answers for approval), or stop",
                 owner_only=True),

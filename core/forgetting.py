@@ -52,7 +52,8 @@ class ForgetPlan:
         for name, matches in self.layers.items():
             lines.append(f"- {len(matches)} {name}")
             lines += [f"  {clip(match, 80)}" for match in matches[:shown]]
-        lines.append(f"- adapters: {NO_ADAPTERS}")
+        if not any("adapter" in name for name in self.layers):  # no training layer: nothing was trained on it
+            lines.append(f"- adapters: {NO_ADAPTERS}")
         return "\n".join(lines)
 
 

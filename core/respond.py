@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from core.experts import Expert, relay
 from core.llm import LanguageModel
@@ -39,16 +40,42 @@ class Answer:
     details: dict = field(default_factory=dict)
 
 
-class ModelRouter:
-    """Which served model answers which audience: the base model until adapters are deployed."""
+class AdapterRegistry(Protocol):
+    """Which LoRA adapter serves which audience now (storage.training.TrainingStore implements it)."""
 
-    def __init__(self, base: str, adapters: dict[str, str] | None = None) -> None:
+    def serving(self, twin_id: int, audience: str) -> str | None:
+        """The adapter serving this audience, or None for the base model."""
+        ...
+
+    def withdrawn(self, twin_id: int, name: str) -> bool:
+        """Whether this adapter was withdrawn (trained on something forgotten): it must never serve."""
+        ...
+
+
+class ModelRouter:
+    """Which served model answers which audience: the registry's serving adapter, read on every request (so a
+    withdrawal made by another process takes effect at once), else a configured adapter, else the base model."""
+
+    def __init__(
+        self, base: str, adapters: dict[str, str] | None = None, registry: AdapterRegistry | None = None,
+        twin_id: int | None = None,
+    ) -> None:
         self.base = base
-        self.adapters = dict(adapters or {})
+        self.adapters = dict(adapters or {})  # settings' llm_adapters: the fallback when the registry has none
+        self.registry = registry
+        self.twin_id = twin_id
 
     def model_for(self, audience: str) -> str:
         """The adapter serving this audience, or the base model."""
-        return self.adapters.get(audience, self.base)
+        if self.registry is None or self.twin_id is None:
+            return self.adapters.get(audience, self.base)
+        serving = self.registry.serving(self.twin_id, audience)
+        if serving is not None:
+            return serving
+        configured = self.adapters.get(audience)
+        if configured is not None and not self.registry.withdrawn(self.twin_id, configured):
+            return configured
+        return self.base
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])(\s+)")

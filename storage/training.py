@@ -205,16 +205,19 @@ class TrainingStore:
             return list(session.scalars(query.order_by(Adapter.id.desc())))
 
     def set_status(self, twin_id: int, name: str, status: str, *, metrics: dict[str, Any] | None = None,
-                   reason: str | None = None) -> None:
-        """Move an adapter to ready, failed (and so on), with its metrics."""
+                   expect: str | None = None) -> bool:
+        """Move an adapter to ready, failed (and so on), with its metrics; with `expect`, only from that status
+        (a forget may have withdrawn it meanwhile). Returns whether it moved."""
         values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
         if metrics is not None:
             values["metrics"] = metrics
-        if reason is not None:
-            values["withdrawn_reason"] = reason
+        query = update(Adapter).where(Adapter.twin_id == twin_id, Adapter.name == name)
+        if expect is not None:
+            query = query.where(Adapter.status == expect)
         with Session(self.engine) as session:
-            session.execute(update(Adapter).where(Adapter.twin_id == twin_id, Adapter.name == name).values(**values))
+            moved = session.execute(query.values(**values)).rowcount
             session.commit()
+        return moved > 0
 
     def promote(self, twin_id: int, name: str) -> str | None:
         """Serve this (ready or retired) adapter for its audience; the one serving before retires. Returns it."""

@@ -64,7 +64,7 @@ def test_jobs_survive_a_restart_with_their_next_run_times(store: MemoryStore, tw
     specs = job_specs(twin.id, SchedulerConfig())
     assert stored_jobs(fresh_engine(store)) == []
     first = asyncio.run(run_scheduler(fresh_engine(store), specs))
-    assert set(first) == {f"l1-extract:{twin.id}", f"profile-refresh:{twin.id}", "index-optimize"}
+    assert set(first) == {f"l1-extract:{twin.id}", f"profile-refresh:{twin.id}", "index-optimize", f"retrain:{twin.id}"}
     assert all(when > datetime.now(UTC) for when in first.values())
     assert next_runs(fresh_engine(store)) == first  # stored, readable without a scheduler (`twin jobs`)
     again = asyncio.run(run_scheduler(fresh_engine(store), specs))

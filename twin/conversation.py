@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from functools import partial
 
 import httpx
 
@@ -17,13 +19,16 @@ from core.memory_commands import MemoryCommands
 from core.pipeline import Pipeline
 from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
+from core.training_commands import TrainingCommands
 from storage.facts import FactStore
 from storage.forget import L0Forgetting
 from storage.l1_forgetting import L1Forgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
+from storage.training import TrainingStore
 from twin.app import TwinApp
+from twin.l2 import load_serving, request_retrain, training_forgetting
 from twin.settings import ExpertSettings, Settings
 
 EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
@@ -67,8 +72,8 @@ def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Exper
 
 
 def build_forgetter(app: TwinApp) -> Forgetter:
-    """Forgetting over L0 and every layer derived from it."""
-    return Forgetter(L0Forgetting(app.store), [L1Forgetting(app.store.engine)])
+    """Forgetting over L0 and every layer derived from it (training data and adapters: withdrawn, retrained)."""
+    return Forgetter(L0Forgetting(app.store), [L1Forgetting(app.store.engine), training_forgetting(app)])
 
 
 @asynccontextmanager
@@ -90,11 +95,13 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         audiences = AudienceResolver(PeopleDirectory(app.store.engine), twin_id, app.twin.display_name, owners)
         facts = FactStore(app.store.engine)
         profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine))
-        responder = Responder(twin_id, app.twin.display_name, app.searcher, llm,
-                              ModelRouter(settings.llm_served_name, settings.llm_adapters), experts, profile=profile)
+        router = ModelRouter(settings.llm_served_name, settings.llm_adapters, TrainingStore(app.store.engine), twin_id)
+        await asyncio.to_thread(load_serving, app)  # the serving adapters, into a model server that just started
+        responder = Responder(twin_id, app.twin.display_name, app.searcher, llm, router, experts, profile=profile)
         memory = MemoryCommands(twin_id, app.twin.display_name, app.store, facts, profile)
         indexer = await stack.enter_async_context(BackgroundIndexer(app.store))
         forgetting = ForgetConversation(build_forgetter(app), twin_id)
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
                        Visibility(settings.default_visibility), indexer, forgetting,
-                       more_commands=memory.handlers())
+                       more_commands=memory.handlers() | TrainingCommands(app.twin.display_name, partial(
+                           request_retrain, app.store.engine, twin_id)).handlers())

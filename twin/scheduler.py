@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +46,7 @@ class SchedulerConfig:
     max_wait: float = 300.0  # ... or once the oldest unread item has waited this long
     profile_every: float = 3600.0  # check whether enough changed for a new bio and topics
     optimize_every: float = 6 * 3600.0  # build the vector index's search graph over what was added
+    retrain_every: float = 600.0  # look for a retrain request (or the weekly routine run); /retrain runs it now
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,32 @@ async def optimize_index(twin_id: int) -> None:
         await asyncio.to_thread(jobs.store.optimize_index)
 
 
+_RETRAINERS: dict[int, Callable[[], Awaitable[object]]] = {}  # twin id -> its retrain runner (twin.l2)
+_SCHEDULERS: dict[int, AsyncIOScheduler] = {}  # twin id -> the scheduler running its jobs in this process
+
+
+def retrain_job_id(twin_id: int) -> str:
+    return f"retrain:{twin_id}"
+
+
+async def retrain_models(twin_id: int) -> None:
+    """Job: retrain the adapters when asked (/retrain, a forget) or weekly when there is something new."""
+    runner = _RETRAINERS.get(twin_id)
+    if runner is None:
+        log.warning("no retrain runner for twin %d: job skipped", twin_id)
+        return
+    await runner()
+
+
+def run_retrain_now(twin_id: int) -> bool:
+    """Make the retrain job run now, if this process runs the twin's scheduler; returns whether it did."""
+    scheduler = _SCHEDULERS.get(twin_id)
+    if scheduler is None or scheduler.get_job(retrain_job_id(twin_id)) is None:
+        return False
+    scheduler.modify_job(retrain_job_id(twin_id), next_run_time=datetime.now(UTC))
+    return True
+
+
 def job_specs(twin_id: int, config: SchedulerConfig) -> list[JobSpec]:
     """The recurring jobs of one twin (the index is shared, so its job has one id for all twins)."""
     return [
@@ -155,6 +182,7 @@ def job_specs(twin_id: int, config: SchedulerConfig) -> list[JobSpec]:
         JobSpec(f"profile-refresh:{twin_id}", refresh_profile, (twin_id,), config.profile_every,
                 "bio and topics refresh"),
         JobSpec("index-optimize", optimize_index, (twin_id,), config.optimize_every, "vector index optimize"),
+        JobSpec(retrain_job_id(twin_id), retrain_models, (twin_id,), config.retrain_every, "adapter retraining"),
     ]
 
 
@@ -218,13 +246,19 @@ async def background_jobs(
     app: TwinApp, llm: LanguageModel, config: SchedulerConfig | None = None
 ) -> AsyncIterator[AsyncIOScheduler]:
     """The twin's background jobs, running on this loop while the context lasts (`twin run`)."""
+    from twin.l2 import retrain_runner
+
     config = config or SchedulerConfig()
     register(app.twin.id, memory_jobs(app, llm, config))
+    _RETRAINERS[app.twin.id] = retrain_runner(app)
     engine = create_database_engine(app.settings.resolved_database_url)  # the job store disposes its engine
     try:
         async with start_scheduler(engine, job_specs(app.twin.id, config)) as scheduler:
+            _SCHEDULERS[app.twin.id] = scheduler
             yield scheduler
     finally:
+        _SCHEDULERS.pop(app.twin.id, None)
+        _RETRAINERS.pop(app.twin.id, None)
         unregister(app.twin.id)
         engine.dispose()
 

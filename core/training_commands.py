@@ -1,0 +1,44 @@
+"""`/retrain` in chat: the owner asks for the personal model to be trained again. The training itself runs in the
+background (a scheduler job, in a child process): the chat is answered at once and never waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from core.messages import InboundMessage, Mode
+from core.respond import Answer
+from storage.people import Speaker
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
+RetrainTrigger = Callable[[str], None]  # called with the reason; schedules the retrain job to run now
+
+STARTED = ("Retraining started: I am rebuilding the training samples from what I know and training new "
+           "adapters in the background; they take over when ready. Keep talking meanwhile.")
+UNAVAILABLE = "Retraining is not set up in this deployment (twin train does it from the command line)."
+
+
+class TrainingCommands:
+    """`/retrain` for one twin; the pipeline refuses non-owners before this runs, and so does this."""
+
+    def __init__(self, owner_name: str, trigger: RetrainTrigger | None) -> None:
+        self.owner_name = owner_name
+        self.trigger = trigger
+
+    def handlers(self) -> dict[str, Handler]:
+        """The pipeline's handlers for these commands, by name."""
+        return {"retrain": self._retrain}
+
+    async def _retrain(self, _args: str, speaker: Speaker, _message: InboundMessage) -> Answer:
+        if speaker.trust != "owner":
+            return Answer(f"Only {self.owner_name} can use /retrain.", Mode.command)
+        if self.trigger is None:
+            return Answer(UNAVAILABLE, Mode.command)
+        try:
+            await asyncio.to_thread(self.trigger, "requested by the owner with /retrain")
+        except Exception as error:  # noqa: BLE001 - say so instead of failing the chat
+            log.exception("could not schedule a retrain")
+            return Answer(f"I could not schedule the retrain: {error}", Mode.command)
+        return Answer(STARTED, Mode.command)

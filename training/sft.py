@@ -1,0 +1,194 @@
+"""LoRA SFT with TRL and PEFT, in a child process: `python -m training.sft --base DIR --data FILE --output DIR`.
+
+The child prints one JSON object per line on stdout ({"event": "start"|"step"|"done", ...}) for the parent to show
+as a progress bar, and writes the adapter folder atomically (a hidden temporary folder beside it, then a rename),
+so a crash leaves no half-written adapter under its name. The parent side (`train_adapter`) never imports torch:
+the bot's start-up does not pay for it, and the child's memory is returned when it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Everything that shapes an adapter, recorded with it (metrics["recipe"]).
+LORA_R = 8  # at most the server's --max-lora-rank (16)
+LORA_ALPHA = 16
+TARGET_MODULES = "all-linear"
+LEARNING_RATE = 2e-3  # defaults are too small to see anything in a few steps on the CPU
+BATCH_SIZE = 4
+MAX_LENGTH = 256
+EPOCHS = 2
+MAX_STEPS_CAP = 200  # a CPU retrain stays within minutes
+SEED = 0
+
+
+class TrainingFailed(RuntimeError):
+    """The child process failed; the message ends with its error output."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The hyperparameters of one run."""
+
+    max_steps: int
+    max_length: int = MAX_LENGTH
+    r: int = LORA_R
+    lora_alpha: int = LORA_ALPHA
+    learning_rate: float = LEARNING_RATE
+    batch_size: int = BATCH_SIZE
+    seed: int = SEED
+
+
+def default_steps(samples: int, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE) -> int:
+    """Steps for `epochs` passes over the samples, capped for the CPU."""
+    return max(1, min(MAX_STEPS_CAP, math.ceil(epochs * samples / batch_size)))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    losses: list[float]
+    steps: int
+    seconds: float
+    recipe: dict[str, Any]
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(1, self.steps)
+
+
+Progress = Callable[[int, int, float | None], None]  # (step, total steps, loss)
+
+
+def train_adapter(
+    base_model: str | Path, rows: Sequence[dict[str, Any]], output: Path, recipe: Recipe,
+    progress: Progress | None = None, timeout: float = 6 * 3600,
+) -> TrainResult:
+    """Train an adapter on prompt/completion rows in a child process; the folder `output` appears when done."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.data.", dir=output.parent))  # deleted below: holds text
+    try:
+        data = work / "samples.jsonl"
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        command = [sys.executable, "-m", "training.sft", "--base", str(base_model), "--data", str(data),
+                   "--output", str(output), "--recipe", json.dumps(asdict(recipe))]
+        env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false",
+                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+        return _run_child(command, env, progress, timeout, cwd=Path(__file__).resolve().parent.parent)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_child(command: list[str], env: dict[str, str], progress: Progress | None, timeout: float,
+               cwd: Path) -> TrainResult:
+    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(child.stderr), daemon=True)  # never blocks the child
+    reader.start()
+    timer = threading.Timer(timeout, child.kill)
+    timer.start()
+    done: dict[str, Any] | None = None
+    try:
+        for line in child.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a library printing on stdout
+            if event.get("event") in ("start", "step") and progress is not None:
+                progress(event.get("step", 0), event["total"], event.get("loss"))
+            elif event.get("event") == "done":
+                done = event
+        child.wait()
+    finally:
+        timer.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        reader.join(timeout=5)
+    if child.returncode != 0 or done is None:
+        tail = "".join(errors)[-4000:]
+        raise TrainingFailed(f"training exited with {child.returncode}:\n{tail}")
+    return TrainResult(losses=done["losses"], steps=done["steps"], seconds=done["seconds"], recipe=done["recipe"])
+
+
+# -- the child ----------------------------------------------------------------------------------------------
+
+
+def _emit(**event: Any) -> None:  # noqa: ANN401 - JSON values
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
+    """Train and write the adapter folder atomically (the child's body)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    started = time.perf_counter()
+    losses: list[float] = []
+
+    class Report(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001, ANN003
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                _emit(event="step", step=state.global_step, total=state.max_steps, loss=float(logs["loss"]))
+
+    try:
+        _emit(event="start", step=0, total=recipe.max_steps)
+        config = SFTConfig(
+            output_dir=str(building / "trainer"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+            learning_rate=recipe.learning_rate, max_steps=recipe.max_steps,
+            per_device_train_batch_size=recipe.batch_size, max_length=recipe.max_length, logging_steps=1,
+            seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(
+            model=AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+            args=config,
+            train_dataset=Dataset.from_list(rows),  # prompt/completion: the loss is on the owner's words only
+            processing_class=AutoTokenizer.from_pretrained(base),
+            peft_config=LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, target_modules=TARGET_MODULES,
+                                   task_type="CAUSAL_LM"),
+            callbacks=[Report()],
+        )
+        trainer.train()
+        trainer.save_model(str(building))
+        shutil.rmtree(building / "trainer", ignore_errors=True)
+        shutil.rmtree(output, ignore_errors=True)
+        os.rename(building, output)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    _emit(event="done", losses=losses, steps=recipe.max_steps, seconds=round(time.perf_counter() - started, 2),
+          recipe=asdict(recipe) | {"target_modules": TARGET_MODULES, "base": str(base)})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="LoRA SFT of one adapter (run by the twin in a child process).")
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="JSONL rows with prompt and completion")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--recipe", type=json.loads, required=True)
+    args = parser.parse_args(argv)
+    run(args.base, args.data, args.output, Recipe(**args.recipe))
+
+
+if __name__ == "__main__":
+    main()
