@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 MASK = "<token>"
+# Tokens logged before anyone could register them: nio logs the login response (with the new access token) at
+# DEBUG before it returns. Any value under these keys, in a dict repr, JSON or a URL query, is masked.
+TOKEN_FIELD = re.compile(r"""(['"]?\b(?:access_token|refresh_token)['"]?\s*[:=]\s*['"]?)([^'"&\s,}]+)""")
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
@@ -33,8 +37,12 @@ def redacted(record: logging.LogRecord) -> logging.LogRecord:
         text = record.getMessage()
     except (TypeError, ValueError):  # a malformed record: logging reports it itself
         return record
-    if any(secret in text for secret in _secrets):
+    masked = text
+    if any(secret in masked for secret in _secrets):
         for secret in _secrets:
-            text = text.replace(secret, MASK)
-        record.msg, record.args = text, None
+            masked = masked.replace(secret, MASK)
+    if "_token" in masked:
+        masked = TOKEN_FIELD.sub(lambda match: match.group(1) + MASK, masked)
+    if masked != text:
+        record.msg, record.args = masked, None
     return record

@@ -66,6 +66,7 @@ class MatrixAdapter:
         self._checkpoint: asyncio.Task[None] | None = None
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._sync_task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()  # nio knows the rooms (and their encryption) only after a sync
 
     async def __aenter__(self) -> MatrixAdapter:
         await self.start()
@@ -111,6 +112,7 @@ class MatrixAdapter:
         """One sync (nio runs the callbacks in it); the next batch token."""
         response: SyncResponse = await checked(self.client.sync(timeout=timeout_ms, since=since,
                                                                 full_state=full_state))
+        self._synced.set()
         return str(response.next_batch)
 
     async def _sync_forever(self, since: str) -> None:
@@ -196,8 +198,9 @@ class MatrixAdapter:
                 if reply is None or not reply.text.strip():
                     return
                 direct = bool((message.raw or {}).get("direct"))
+                await self._synced.wait()  # a reply recovered at start waits for the rooms, first in its room's turn
                 await send_text(self.client, message.chat_id, reply.text,
-                                reply_to=None if direct else message.message_id)
+                                reply_to=None if direct else message.message_id, answering=message.message_id)
                 if self.ledger is not None:
                     await self.ledger.delivered(message)
         except MatrixError as error:

@@ -3,6 +3,7 @@ returns them instead of raising) turned into our exceptions."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -10,7 +11,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import ClientError
-from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, Response
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    LocalProtocolError,
+    LoginResponse,
+    Response,
+    SendRetryError,
+)
 
 from bots.logs import redact_in_logs
 from bots.text import split_text
@@ -67,6 +76,8 @@ async def checked(request: Awaitable[R | ErrorResponse]) -> R:
         response = await request
     except (ClientError, TimeoutError, OSError) as error:
         raise MatrixUnreachable(f"{type(error).__name__}: {error}") from error
+    except (LocalProtocolError, SendRetryError) as error:  # nio refused before asking (e.g. a room it never synced)
+        raise MatrixError("M_CLIENT", f"{type(error).__name__}: {error}") from error
     if isinstance(response, ErrorResponse):
         raise MatrixError(str(response.status_code or "M_UNKNOWN"), str(response.message or ""))
     return response
@@ -90,15 +101,25 @@ async def log_in(client: AsyncClient, credentials: Credentials) -> str:
     return str(response.user_id)
 
 
-async def send_text(client: AsyncClient, room_id: str, text: str, reply_to: str | None = None) -> list[str]:
-    """The text as m.notice events (what automated clients send), split to size; the event ids sent."""
+def transaction_id(message_id: str, part: int) -> str:
+    """The send's transaction id for one part of the reply to a message: the same in every process, so the
+    homeserver (which deduplicates sends per device and transaction id) turns a resend after a crash into a no-op."""
+    return f"twin-{hashlib.sha256(message_id.encode()).hexdigest()[:32]}-{part}"
+
+
+async def send_text(client: AsyncClient, room_id: str, text: str, reply_to: str | None = None,
+                    answering: str | None = None) -> list[str]:
+    """The text as m.notice events (what automated clients send), split to size; the event ids sent. With
+    `answering` (the message id it answers) every part has a deterministic transaction id."""
     sent: list[str] = []
-    for part in split_text(text, MESSAGE_LIMIT):
-        content: dict[str, Any] = {"msgtype": "m.notice", "body": part}
+    for part, body in enumerate(split_text(text, MESSAGE_LIMIT)):
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": body}
         if reply_to and not sent:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        tx_id = transaction_id(answering, part) if answering else None
         # Trust on first use: in an encrypted room the reply goes to every device of the room's members.
-        response = await checked(client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True))
+        response = await checked(client.room_send(room_id, "m.room.message", content, tx_id=tx_id,
+                                                  ignore_unverified_devices=True))
         sent.append(str(response.event_id))
     return sent
 
