@@ -44,7 +44,7 @@ class TrainingForgetting:
 
     def remove(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> int:
         """Delete the samples, withdraw the adapters and delete their files. Returns the records removed."""
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             samples = self._samples(session, twin_id, query, l0_ids)
             adapters = self.training.tainted(session, twin_id, l0_ids)
             for start in range(0, len(samples), 500):

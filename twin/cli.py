@@ -22,6 +22,7 @@ from twin.cli_llm import llm_app
 from twin.cli_memory import register_memory_commands
 from twin.cli_platforms import doctor
 from twin.cli_talk import ask, chat, people_app
+from twin.cli_train import register_train_commands
 from twin.settings import Settings
 
 app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
@@ -34,6 +35,7 @@ app.command()(ask)
 register_memory_commands(app)
 app.command()(forget)
 app.command()(doctor)
+register_train_commands(app)
 console = Console(stderr=True)
 out = Console()
 

@@ -1,0 +1,266 @@
+"""The personal model (L2): samples from L0 with provenance and per-audience privacy, routing by the adapter
+registry, forgetting that withdraws and deletes tainted adapters, /retrain, and a real LoRA SFT run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bots.console import CONSOLE, CONSOLE_OWNER_ID
+from core.messages import InboundMessage
+from storage.items import NewItem
+from storage.memory import MemoryStore
+from storage.models import Direction, ItemKind, Twin, Visibility
+from storage.training import READY, RETIRED, SERVING, WITHDRAWN, TrainingStore
+from training.dataset import build_samples, rebuild
+from twin.app import open_twin
+from twin.cli import app
+from twin.conversation import open_pipeline
+from twin.l2 import pending_retrain
+from twin.scheduler import SchedulerConfig, background_jobs
+from twin.settings import Settings
+from twin.testing import RecordingLLM
+
+PRIVATE_SECRET = "Zorblatt"  # in the owner's private message: never in a contact's or stranger's sample
+CONTACT_ONLY = "Fennimore"  # in a contacts-visible message: never in a stranger's sample
+TWIN_REPLY = "Glimmerquaint"  # the twin's own reply: never trained on
+EXPERT_TEXT = "Vexilloquy"  # an expert relay: never trained on
+START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _items() -> list[NewItem]:
+    """Three chats: public small talk, a contacts chat, a private one; plus a twin reply and an expert item."""
+    rows: list[NewItem] = []
+    at = START
+
+    def add(chat: str, sender: str, text: str, visibility: Visibility, *, owner: bool = False,
+            kind: ItemKind = ItemKind.message) -> None:
+        nonlocal at
+        at += timedelta(minutes=1)
+        rows.append(NewItem(source="jsonl", source_id=f"{chat}:{len(rows)}", chat=chat, sender=sender,
+                            sender_id="ada" if owner else sender.lower(), text=text, occurred_at=at, kind=kind,
+                            visibility=visibility, direction=Direction.outbound if owner else Direction.inbound))
+
+    for n in range(3):
+        add("public", "Sam", f"Ada, what do you think about sailing trip {n}?", Visibility.public)
+        add("public", "Ada", f"Sailing trip {n} sounds lovely, count me in.", Visibility.public, owner=True)
+    add("team", "Bob", "Where are we meeting tomorrow?", Visibility.contacts)
+    add("team", "Ada", f"At the {CONTACT_ONLY} cafe at nine.", Visibility.contacts, owner=True)
+    add("family", "Mum", "Did you call the doctor?", Visibility.private)
+    add("family", "Ada", f"Yes, the diagnosis is {PRIVATE_SECRET}, please keep it quiet.", Visibility.private,
+        owner=True)
+    add("family", "Ada", f"I asked the twin about {TWIN_REPLY}", Visibility.private, owner=True)
+    add("family", "Ada's twin", f"{TWIN_REPLY} is a reply the twin wrote.", Visibility.private, owner=True,
+        kind=ItemKind.reply)
+    add("family", "Ada", f"{EXPERT_TEXT}: a request relayed to an expert.", Visibility.private, owner=True,
+        kind=ItemKind.expert)
+    return rows
+
+
+def _sample_text(sample) -> str:  # noqa: ANN001 - NewSample or StoredSample
+    return json.dumps(sample.prompt) + sample.completion
+
+
+def test_samples_keep_provenance_and_each_audience_sees_only_its_own(store: MemoryStore, twin: Twin) -> None:
+    added = store.add(twin.id, _items())
+    by_text = {row.text: row for row in added.rows}
+    training = TrainingStore(store.engine)
+
+    owner = build_samples(store.engine, twin.id, "owner", "Ada")
+    contact = build_samples(store.engine, twin.id, "contact", "Ada")
+    stranger = build_samples(store.engine, twin.id, "stranger", "Ada")
+    assert len(owner) == 6 and len(contact) == 4 and len(stranger) == 3  # one per owner message each may see
+    assert any(PRIVATE_SECRET in _sample_text(s) for s in owner)
+    assert not any(PRIVATE_SECRET in _sample_text(s) for s in contact + stranger)
+    assert any(CONTACT_ONLY in _sample_text(s) for s in contact)
+    assert not any(CONTACT_ONLY in _sample_text(s) for s in stranger)
+    for sample in owner + contact + stranger:  # neither the twin's replies nor expert relays, in or out
+        assert TWIN_REPLY + " is a reply" not in _sample_text(sample) and EXPERT_TEXT not in _sample_text(sample)
+    assert {s.visibility for s in stranger} == {Visibility.public}
+    secret = next(s for s in owner if PRIVATE_SECRET in s.completion)
+    assert secret.visibility == Visibility.private
+    assert secret.prompt[-1] == {"role": "user", "content": "Did you call the doctor?"}
+    assert set(secret.item_ids) == {by_text["Did you call the doctor?"].id, by_text[secret.completion].id}
+
+    report = rebuild(training, twin.id, "owner", "Ada")
+    rebuild(training, twin.id, "stranger", "Ada")
+    assert report.samples == 6 and training.count_samples(twin.id) == 9
+    assert rebuild(training, twin.id, "owner", "Ada").samples == 6  # a rebuild replaces, never adds
+    assert training.count_samples(twin.id, "owner") == 6 and training.count_samples(twin.id, "stranger") == 3
+    stored = {s.completion: s for s in training.samples(twin.id, "owner")}
+    assert set(stored[secret.completion].item_ids) == set(secret.item_ids)  # provenance is stored
+
+
+# -- through the pipeline: routing, forgetting, /retrain (the recording model, no vLLM) -----------------------
+
+
+def _message(sender: str, text: str) -> InboundMessage:
+    return InboundMessage(platform=CONSOLE, message_id=uuid.uuid4().hex, chat_id=f"chat-{sender}",
+                          sender_id=sender, sender_name=sender, text=text)
+
+
+def _fake_adapter(training: TrainingStore, twin_id: int, name: str, audience: str, data_dir: Path,
+                  items: set[int], status: str) -> Path:
+    """A registered adapter with a folder on disk (its bytes include a sample of what it learned from)."""
+    folder = data_dir / "adapters" / name
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "trained_on.txt").write_text("\n".join(map(str, sorted(items))))
+    training.register(twin_id, name, audience, str(folder), "base-model", items, len(items))
+    training.set_status(twin_id, name, READY)
+    if status == SERVING:
+        training.promote(twin_id, name)
+    return folder
+
+
+def files_containing(folder: Path, needle: bytes) -> list[str]:
+    return [str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file() and needle in f.read_bytes()]
+
+
+def test_the_router_serves_the_registry_adapter_per_audience(twin_env: Path, llm: RecordingLLM) -> None:
+    async def go() -> tuple[str, str, str]:
+        with open_twin(Settings()) as twin:
+            training = TrainingStore(twin.store.engine)
+            _fake_adapter(training, twin.twin.id, "owner-v1", "owner", twin_env, set(), SERVING)
+            async with open_pipeline(twin, twin.settings.llm_url) as pipeline:
+                await pipeline.handle(_message(CONSOLE_OWNER_ID, "What am I doing today?"))
+                owner_model = llm.requests[-1]["model"]
+                await pipeline.handle(_message("eve", "Who are you?"))
+                stranger_model = llm.requests[-1]["model"]
+                training.rollback(twin.twin.id, "owner")  # no earlier adapter: the base model again
+                await pipeline.handle(_message(CONSOLE_OWNER_ID, "And tomorrow?"))
+                return owner_model, stranger_model, llm.requests[-1]["model"]
+
+    assert asyncio.run(go()) == ("owner-v1", "base", "base")
+
+
+def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path, llm: RecordingLLM) -> None:
+    async def go() -> dict:
+        seen: dict = {}
+        with open_twin(Settings()) as twin:
+            twin_id, engine = twin.twin.id, twin.store.engine
+            rows = twin.store.add(twin_id, _items()).rows
+            secret_ids = {row.id for row in rows if PRIVATE_SECRET in row.text}
+            training = TrainingStore(engine)
+            rebuild(training, twin_id, "owner", "Ada")
+            rebuild(training, twin_id, "stranger", "Ada")
+            owner_items = {i for s in training.samples(twin_id, "owner") for i in s.item_ids}
+            clean = owner_items - secret_ids - {min(secret_ids) - 1}  # without the secret and the line before it
+            _fake_adapter(training, twin_id, "owner-v1", "owner", twin_env, clean, RETIRED)
+            tainted = _fake_adapter(training, twin_id, "owner-v2", "owner", twin_env, owner_items, SERVING)
+            (tainted / "notes.txt").write_text(f"learned: {PRIVATE_SECRET}")  # its bytes must go too
+            stranger_items = {i for s in training.samples(twin_id, "stranger") for i in s.item_ids}
+            _fake_adapter(training, twin_id, "stranger-v1", "stranger", twin_env, stranger_items, SERVING)
+            async with open_pipeline(twin, twin.settings.llm_url) as pipeline:
+                await pipeline.handle(_message(CONSOLE_OWNER_ID, "How is the family?"))
+                seen["before"] = llm.requests[-1]["model"]
+                plan = await pipeline.handle(_message(CONSOLE_OWNER_ID, f"/forget {PRIVATE_SECRET}"))
+                seen["plan"] = plan.text
+                done = await pipeline.handle(_message(CONSOLE_OWNER_ID, "/forget yes"))
+                seen["done"] = done.text
+                await pipeline.handle(_message(CONSOLE_OWNER_ID, "How is the family now?"))
+                seen["owner_after"] = llm.requests[-1]["model"]
+                await pipeline.handle(_message("eve", "Hello there"))
+                seen["stranger_after"] = llm.requests[-1]["model"]
+            seen["status"] = {a.name: a.status for a in training.adapters(twin_id)}
+            seen["samples"] = [_sample_text(s) for s in training.samples(twin_id, "owner")]
+            seen["pending"] = pending_retrain(engine, twin_id)
+            seen["tainted_exists"] = tainted.exists()
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen["before"] == "owner-v2"
+    assert "adapter owner-v2 (serving)" in seen["plan"] and "training samples" in seen["plan"]
+    assert "owner-v1" not in seen["plan"] and "stranger-v1" not in seen["plan"]
+    assert seen["done"].startswith("Forgotten: ")
+    assert seen["owner_after"] == "owner-v1"  # the newest clean adapter took over on the very next request
+    assert seen["stranger_after"] == "stranger-v1"  # not trained on it: keeps serving
+    assert seen["status"] == {"stranger-v1": SERVING, "owner-v2": WITHDRAWN, "owner-v1": SERVING}
+    assert len(seen["samples"]) == 5 and not any(PRIVATE_SECRET in text for text in seen["samples"])
+    assert seen["pending"] is not None and seen["pending"]["audiences"] == ["owner"]
+    assert not seen["tainted_exists"]
+    assert files_containing(twin_env, PRIVATE_SECRET.encode()) == []
+
+
+def test_retrain_is_the_owners_and_runs_in_the_background(twin_env: Path, llm: RecordingLLM) -> None:
+    async def go() -> dict:
+        seen: dict = {}
+        with open_twin(Settings()) as twin:
+            engine, twin_id = twin.store.engine, twin.twin.id
+            async with open_pipeline(twin, twin.settings.llm_url) as pipeline:
+                refused = await pipeline.handle(_message("eve", "/retrain"))
+                seen["refused"] = (refused.text, pending_retrain(engine, twin_id))
+                config = SchedulerConfig(retrain_every=7 * 24 * 3600.0)
+                async with background_jobs(twin, pipeline.responder.llm, config) as scheduler:
+                    seen["next_before"] = scheduler.get_job(f"retrain:{twin_id}").next_run_time
+                    started = time.monotonic()
+                    accepted = await pipeline.handle(_message(CONSOLE_OWNER_ID, "/retrain"))
+                    seen["accepted"] = accepted.text
+                    seen["answered_in"] = time.monotonic() - started
+                    seen["requested"] = pending_retrain(engine, twin_id)
+                    for _ in range(100):  # the job runs now: it finds too few samples and clears the request
+                        if pending_retrain(engine, twin_id) is None:
+                            break
+                        await asyncio.sleep(0.1)
+                    seen["after_job"] = pending_retrain(engine, twin_id)
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen["refused"] == ("Only Ada can use /retrain.", None)
+    assert seen["accepted"].startswith("Retraining started")
+    assert seen["answered_in"] < 5
+    assert seen["requested"] is not None and "owner" in seen["requested"]["audiences"]
+    assert seen["next_before"] > datetime.now(UTC) + timedelta(days=6)  # it ran because it was asked to
+    assert seen["after_job"] is None
+
+
+# -- a real LoRA SFT run on the bundled model -------------------------------------------------------------
+
+
+def _history(path: Path, pairs: int) -> Path:
+    rows = []
+    for n in range(pairs):
+        at = START + timedelta(hours=n)
+        rows.append({"id": f"q{n}", "chat": f"chat{n % 3}", "sender": "Sam", "sender_id": "sam",
+                     "text": f"Ada, are you coming to the concert number {n}?", "timestamp": at.isoformat()})
+        rows.append({"id": f"a{n}", "chat": f"chat{n % 3}", "sender": "Ada", "sender_id": "ada",
+                     "text": f"Yes! Concert {n} it is, I'll bring the cello.",
+                     "timestamp": (at + timedelta(minutes=2)).isoformat()})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_twin_train_runs_a_real_lora_sft(twin_env: Path, tmp_path: Path, bundled_model_dir: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("trl")
+    monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
+    runner = CliRunner()
+    few = runner.invoke(app, ["import", str(_history(tmp_path / "few.jsonl", 3)), "--me", "ada"])
+    assert few.exit_code == 0, few.output
+    too_few = runner.invoke(app, ["train", "--max-steps", "3", "--no-deploy", "--json"])
+    assert too_few.exit_code == 0 and json.loads(too_few.stdout)["status"] == "too_few"
+
+    imported = runner.invoke(app, ["import", str(_history(tmp_path / "more.jsonl", 12)), "--me", "ada"])
+    assert imported.exit_code == 0, imported.output
+    started = time.perf_counter()
+    result = runner.invoke(app, ["train", "--max-steps", "3", "--max-length", "64", "--no-deploy", "--json"])
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "ready" and outcome["adapter"] == "owner-v1" and outcome["samples"] == 12
+    assert len(outcome["losses"]) == 3 and all(loss > 0 for loss in outcome["losses"])
+    folder = twin_env / "adapters" / "owner-v1"
+    assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
+    assert json.loads((folder / "adapter_config.json").read_text())["r"] <= 16  # vLLM's --max-lora-rank
+    assert sorted(p.name for p in (twin_env / "adapters").iterdir()) == ["owner-v1"]  # no temp left behind
+    listed = json.loads(runner.invoke(app, ["adapters", "list", "--json"]).stdout)
+    assert [(a["name"], a["status"]) for a in listed] == [("owner-v1", READY)]
+    print(f"\nSFT: 3 steps in {outcome['seconds']:.1f} s in the child ({outcome['seconds_per_step']:.2f} s/step), "
+          f"{elapsed:.1f} s for the whole command")

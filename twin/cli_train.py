@@ -1,0 +1,135 @@
+"""`twin train` and `twin adapters`: train the personal model (L2) and manage which adapter serves whom."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from storage.errors import StorageError
+
+adapters_app = typer.Typer(help="The trained LoRA adapters: which serves whom, rollback, withdrawal.",
+                           no_args_is_help=True)
+
+
+class AudienceOption(StrEnum):
+    owner = "owner"
+    contact = "contact"
+    stranger = "stranger"
+
+
+def train(
+    audience: Annotated[AudienceOption, typer.Option(help="Whose adapter: trained only on what they may see.")]
+    = AudienceOption.owner,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Training steps (default: two "
+                                                  "passes over the samples, at most 200).")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", min=16, help="Tokens per sample.")] = None,
+    deploy: Annotated[bool, typer.Option("--deploy/--no-deploy", help="Serve it when trained.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Train a LoRA adapter on the owner's own messages (SFT) and, unless --no-deploy, serve it."""
+    from training.loop import retrain
+    from twin.app import open_twin
+    from twin.cli import console, load_settings, out, progress_bar
+    from twin.l2 import retrain_deps
+
+    with open_twin(load_settings()) as app:
+        deps = retrain_deps(app, deploy=deploy)
+        with progress_bar() as bar:
+            task = bar.add_task(f"training the {audience.value} adapter", total=None)
+
+            def advance(step: int, total: int, loss: float | None) -> None:
+                text = f"training the {audience.value} adapter" + (f" (loss {loss:.3f})" if loss is not None else "")
+                bar.update(task, completed=step, total=total, description=text)
+
+            outcome = retrain(deps, audience.value, max_steps=max_steps, deploy=deploy, progress=advance,
+                              max_length=max_length)
+    if as_json:
+        out.print_json(json.dumps({"audience": outcome.audience, "status": outcome.status, "adapter": outcome.adapter,
+                                   "samples": outcome.samples, "message": outcome.message, **outcome.metrics}))
+    else:
+        out.print(outcome.message, markup=False, highlight=False)
+    if outcome.status == "failed":
+        raise typer.Exit(1)
+    if outcome.status == "too_few" and not as_json:
+        console.print("import more history (twin import) or talk to the twin, then train again", highlight=False)
+
+
+@adapters_app.command("list")
+def list_adapters(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every adapter, newest first: audience, status, samples, final loss."""
+    from storage.training import TrainingStore
+    from twin.app import open_twin
+    from twin.cli import load_settings, out
+
+    with open_twin(load_settings()) as app:
+        rows = TrainingStore(app.store.engine).adapters(app.twin.id)
+    data = [{"name": a.name, "audience": a.audience, "status": a.status, "samples": a.samples,
+             "loss": (a.metrics.get("losses") or [None])[-1], "created_at": a.created_at.isoformat(),
+             "path": a.path, "withdrawn_reason": a.withdrawn_reason} for a in rows]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table("name", "audience", "status", "samples", "loss", "created")
+    for row in data:
+        loss = f"{row['loss']:.3f}" if row["loss"] is not None else "-"
+        table.add_row(row["name"], row["audience"], row["status"], str(row["samples"]), loss, row["created_at"][:19])
+    out.print(table if data else "No adapters yet: `twin train` trains one.")
+
+
+@adapters_app.command("rollback")
+def rollback(audience: Annotated[AudienceOption, typer.Argument(help="owner, contact or stranger")]) -> None:
+    """Stop the adapter serving AUDIENCE; the clean one before it (else the base model) serves again."""
+    from storage.training import TrainingStore
+    from twin.app import open_twin
+    from twin.cli import fail, load_settings, out
+    from twin.l2 import deploy_to
+
+    with open_twin(load_settings()) as app:
+        training = TrainingStore(app.store.engine)
+        try:
+            stopped, now = training.rollback(app.twin.id, audience.value)
+        except StorageError as error:
+            fail(str(error))
+        if now is not None:
+            try:
+                deploy_to(app.settings)(training.get(app.twin.id, now))
+            except Exception as error:  # noqa: BLE001 - said, not hidden: it is loaded at the next start
+                out.print(f"note: loading {now} into the model server failed: {error}", markup=False)
+    out.print(f"{stopped} retired; {audience.value} is now answered by {now or 'the base model'}.")
+
+
+@adapters_app.command("withdraw")
+def withdraw(name: Annotated[str, typer.Argument(help="The adapter, e.g. owner-v2.")]) -> None:
+    """Withdraw an adapter for good: it stops serving, its files are deleted, the next clean one takes over."""
+    import shutil
+    from pathlib import Path
+
+    from storage.training import WITHDRAWN, TrainingStore
+    from twin.app import open_twin
+    from twin.cli import fail, load_settings, out
+    from twin.l2 import unload
+
+    with open_twin(load_settings()) as app:
+        training = TrainingStore(app.store.engine)
+        adapter = training.get(app.twin.id, name)
+        if adapter is None:
+            fail(f"no adapter named {name}")
+        if adapter.status == WITHDRAWN:
+            out.print(f"{name} was already withdrawn.")
+            return
+        now = training.withdraw(app.twin.id, [name], "withdrawn by the owner")
+        shutil.rmtree(Path(adapter.path), ignore_errors=True)
+        unload(app.settings, [name])
+    serving = now.get(adapter.audience, "unchanged") if adapter.status == "serving" else "unchanged"
+    after = f"; {adapter.audience} is now answered by {serving or 'the base model'}" if serving != "unchanged" else ""
+    out.print(f"{name} withdrawn and deleted{after}.")
+
+
+def register_train_commands(app: typer.Typer) -> None:
+    """`twin train` and `twin adapters ...` on the main app."""
+    app.command()(train)
+    app.add_typer(adapters_app, name="adapters")
