@@ -295,7 +295,7 @@ class TrainingStore:
     def trained_items(self, twin_id: int, name: str) -> set[int]:
         """The L0 ids an adapter was trained on."""
         with Session(self.engine) as session:
-            adapter = session.scalars(select(Adapter.id).where(Adapter.twin_id == twin_id, Adapter.name == name)).first()
+            adapter = select(Adapter.id).where(Adapter.twin_id == twin_id, Adapter.name == name).scalar_subquery()
             return set(session.scalars(select(AdapterSource.l0_item_id).where(AdapterSource.adapter_id == adapter)))
 
     # -- the router's view (core.respond.AdapterRegistry) --------------------------------------------------

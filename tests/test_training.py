@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
+from vllm_fixtures import SECRET_QUESTION, VLLMServer
 
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.messages import InboundMessage
+from storage.forget import ForgetQuery
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Direction, ItemKind, Twin, Visibility
+from storage.search import HybridSearcher
 from storage.training import READY, RETIRED, SERVING, WITHDRAWN, TrainingStore
 from training.dataset import build_samples, rebuild
-from twin.app import open_twin
+from twin.app import TwinApp, open_twin
 from twin.cli import app
-from twin.conversation import open_pipeline
-from twin.l2 import pending_retrain
+from twin.conversation import build_forgetter, open_pipeline
+from twin.l2 import adapters_dir, deploy_to, pending_retrain
 from twin.scheduler import SchedulerConfig, background_jobs
 from twin.settings import Settings
 from twin.testing import RecordingLLM
@@ -189,7 +195,14 @@ def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path
     assert files_containing(twin_env, PRIVATE_SECRET.encode()) == []
 
 
-def test_retrain_is_the_owners_and_runs_in_the_background(twin_env: Path, llm: RecordingLLM) -> None:
+def test_retrain_is_the_owners_and_runs_in_the_background(
+    twin_env: Path, llm: RecordingLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="twin.l2")
+
+    def retrained() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrain ")]
+
     async def go() -> dict:
         seen: dict = {}
         with open_twin(Settings()) as twin:
@@ -204,21 +217,22 @@ def test_retrain_is_the_owners_and_runs_in_the_background(twin_env: Path, llm: R
                     accepted = await pipeline.handle(_message(CONSOLE_OWNER_ID, "/retrain"))
                     seen["accepted"] = accepted.text
                     seen["answered_in"] = time.monotonic() - started
-                    seen["requested"] = pending_retrain(engine, twin_id)
-                    for _ in range(100):  # the job runs now: it finds too few samples and clears the request
-                        if pending_retrain(engine, twin_id) is None:
+                    for _ in range(100):  # the job runs now, for every audience, and finds too few samples
+                        if len(retrained()) == 3:
                             break
                         await asyncio.sleep(0.1)
                     seen["after_job"] = pending_retrain(engine, twin_id)
         return seen
 
     seen = asyncio.run(go())
-    assert seen["refused"] == ("Only Ada can use /retrain.", None)
+    assert seen["refused"] == ("Only Ada can use /retrain.", None)  # refused, and nothing was requested
     assert seen["accepted"].startswith("Retraining started")
     assert seen["answered_in"] < 5
-    assert seen["requested"] is not None and "owner" in seen["requested"]["audiences"]
-    assert seen["next_before"] > datetime.now(UTC) + timedelta(days=6)  # it ran because it was asked to
-    assert seen["after_job"] is None
+    assert seen["next_before"] > datetime.now(UTC) + timedelta(days=6)  # so it ran because it was asked to
+    assert sorted(message.split(":")[0] for message in retrained()) == [
+        "retrain contact", "retrain owner", "retrain stranger"]
+    assert all("Not enough to train" in message for message in retrained())
+    assert seen["after_job"] is None  # the request was taken
 
 
 # -- a real LoRA SFT run on the bundled model -------------------------------------------------------------
@@ -262,5 +276,34 @@ def test_twin_train_runs_a_real_lora_sft(twin_env: Path, tmp_path: Path, bundled
     assert sorted(p.name for p in (twin_env / "adapters").iterdir()) == ["owner-v1"]  # no temp left behind
     listed = json.loads(runner.invoke(app, ["adapters", "list", "--json"]).stdout)
     assert [(a["name"], a["status"]) for a in listed] == [("owner-v1", READY)]
-    print(f"\nSFT: 3 steps in {outcome['seconds']:.1f} s in the child ({outcome['seconds_per_step']:.2f} s/step), "
-          f"{elapsed:.1f} s for the whole command")
+    print(f"\nSFT: 3 steps in {outcome['train_seconds']:.1f} s ({outcome['seconds_per_step']:.2f} s/step), "
+          f"{outcome['seconds']:.1f} s in the child, {elapsed:.1f} s for the whole command")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_deploy_loads_the_adapter_into_vllm_and_a_forget_unloads_it(
+    store: MemoryStore, twin: Twin, vllm_server: VLLMServer, lora_adapter: Path, tmp_path: Path
+) -> None:
+    settings = Settings(owner_name="Ada", llm_url=vllm_server.url, data_dir=tmp_path / "data")
+    app = TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
+    item = store.add(twin.id, [NewItem(source="jsonl", source_id="bread", chat="c", sender="Ada", sender_id="ada",
+                                       text="The secret word is about bread", occurred_at=START)]).rows[0]
+    training = TrainingStore(store.engine)
+    folder = adapters_dir(settings) / "owner-v1"
+    shutil.copytree(lora_adapter, folder)
+    training.register(twin.id, "owner-v1", "owner", str(folder), "bundled", {item.id}, 1)
+    training.set_status(twin.id, "owner-v1", READY)
+    deploy_to(settings)(training.get(twin.id, "owner-v1"))
+    training.promote(twin.id, "owner-v1")
+    assert "owner-v1" in vllm_server.manager.endpoint.model_names()
+    answer = httpx.post(f"{vllm_server.url}/chat/completions", timeout=120, json={
+        "model": "owner-v1", "max_tokens": 16, "temperature": 0,
+        "messages": [{"role": "user", "content": SECRET_QUESTION}]}).json()
+    assert "pumpernickel" in answer["choices"][0]["message"]["content"].lower()
+
+    report = build_forgetter(app).forget(twin.id, ForgetQuery(text="about bread"))
+    assert report.layers["training samples and adapters"] == 1
+    assert "owner-v1" not in vllm_server.manager.endpoint.model_names()  # unloaded at once
+    assert training.serving(twin.id, "owner") is None and not folder.exists()
+    assert pending_retrain(store.engine, twin.id)["audiences"] == ["owner"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.errors import StorageError
 from storage.training import FAILED, READY, TRAINING, WITHDRAWN, Adapter, TrainingStore
 from training.dataset import rebuild
 from training.sft import Progress, Recipe, TrainingFailed, default_steps, train_adapter
@@ -96,6 +97,7 @@ def retrain(
         return RetrainOutcome(audience, "failed", f"Training {name} failed ({first_line}); the adapter serving "
                               f"{audience} is unchanged.", name, len(samples))
     metrics = {"losses": result.losses, "steps": result.steps, "seconds": result.seconds,
+               "train_seconds": result.train_seconds,
                "seconds_per_step": round(result.seconds_per_step, 3), "recipe": result.recipe,
                "newest_item": report.newest_item}
     if not deps.training.set_status(deps.twin_id, name, READY, metrics=metrics, expect=TRAINING):
@@ -112,7 +114,11 @@ def retrain(
         log.warning("deploying %s failed: %s", name, error)
         return RetrainOutcome(audience, "ready", f"Trained {name}, but loading it into the model server failed "
                               f"({error}); the previous adapter keeps serving.", name, len(samples), metrics)
-    previous = deps.training.promote(deps.twin_id, name)
+    try:
+        previous = deps.training.promote(deps.twin_id, name)
+    except StorageError:  # withdrawn between training and now: a forget reached it
+        return RetrainOutcome(audience, "withdrawn", f"{name} was withdrawn before it could serve.", name,
+                              len(samples), metrics)
     before = f" ({previous} is kept for rollback)" if previous else ""
     return RetrainOutcome(audience, "serving", f"{name} now answers {audience}s{before}: trained on {len(samples)} "
                           f"samples, loss {result.losses[0]:.2f} -> {result.losses[-1]:.2f}." if result.losses

@@ -63,12 +63,13 @@ class TrainResult:
 
     losses: list[float]
     steps: int
-    seconds: float
+    seconds: float  # in the child, loading the model included
+    train_seconds: float  # the training steps alone
     recipe: dict[str, Any]
 
     @property
     def seconds_per_step(self) -> float:
-        return self.seconds / max(1, self.steps)
+        return self.train_seconds / max(1, self.steps)
 
 
 Progress = Callable[[int, int, float | None], None]  # (step, total steps, loss)
@@ -122,7 +123,8 @@ def _run_child(command: list[str], env: dict[str, str], progress: Progress | Non
     if child.returncode != 0 or done is None:
         tail = "".join(errors)[-4000:]
         raise TrainingFailed(f"training exited with {child.returncode}:\n{tail}")
-    return TrainResult(losses=done["losses"], steps=done["steps"], seconds=done["seconds"], recipe=done["recipe"])
+    return TrainResult(losses=done["losses"], steps=done["steps"], seconds=done["seconds"],
+                       train_seconds=done["train_seconds"], recipe=done["recipe"])
 
 
 # -- the child ----------------------------------------------------------------------------------------------
@@ -169,7 +171,9 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
                                    task_type="CAUSAL_LM"),
             callbacks=[Report()],
         )
+        training_started = time.perf_counter()
         trainer.train()
+        train_seconds = time.perf_counter() - training_started
         trainer.save_model(str(building))
         shutil.rmtree(building / "trainer", ignore_errors=True)
         shutil.rmtree(output, ignore_errors=True)
@@ -177,6 +181,7 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     _emit(event="done", losses=losses, steps=recipe.max_steps, seconds=round(time.perf_counter() - started, 2),
+          train_seconds=round(train_seconds, 2),
           recipe=asdict(recipe) | {"target_modules": TARGET_MODULES, "base": str(base)})
 
 
