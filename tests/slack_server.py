@@ -1,8 +1,11 @@
 """A Slack Web API test server: speaks the Web API over real HTTP on 127.0.0.1 (aiohttp, in its own thread).
 
-It records every call (chat.postMessage, chat.update, views.open, users.info, auth.test), can answer a call with a
-429 and Retry-After once, serves response_url posts of slash commands, and a Socket Mode websocket that
-`apps.connections.open` points to, through which tests push envelopes and read the acks."""
+It records every call (chat.postMessage, chat.postEphemeral, chat.update, views.open, users.info, auth.test), keeps
+the messages posted per channel and answers conversations.history / conversations.replies from them (top-level
+messages newest first, `oldest` exclusive, metadata only with include_all_metadata, user ids are not channels), can
+answer a call with a 429 and Retry-After or an error once, or slowly, serves response_url posts of slash commands,
+and a Socket Mode websocket that `apps.connections.open` points to, through which tests push envelopes and read
+the acks."""
 
 from __future__ import annotations
 
@@ -55,7 +58,9 @@ class SlackAPIServer:
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # what slash commands answered through their response_url
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements
-        self._faults: deque[tuple[str, int, int]] = deque()
+        self.channels: dict[str, list[dict[str, Any]]] = {}  # channel id -> messages posted there, oldest first
+        self._faults: deque[tuple[str, int, int, str]] = deque()
+        self._delays: dict[str, float] = {}
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._loop = asyncio.new_event_loop()
@@ -98,9 +103,21 @@ class SlackAPIServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def fail_next(self, method: str, status: int = 429, retry_after: int = 1) -> None:
-        """The next call of `method` gets this status (429: with Retry-After) instead of an answer."""
-        self._faults.append((method, status, retry_after))
+    def fail_next(self, method: str, status: int = 429, retry_after: int = 1, error: str = "ratelimited") -> None:
+        """The next call of `method` gets this status (429: with Retry-After) and error instead of an answer."""
+        self._faults.append((method, status, retry_after, error))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Every call of `method` is answered only after this many seconds."""
+        self._delays[method] = seconds
+
+    def lose_last_posts(self, count: int) -> None:
+        """The last `count` messages posted vanish from their channels, as if Slack never got them."""
+        posts = sorted((m for ms in self.channels.values() for m in ms), key=lambda m: float(m["ts"]))
+        for lost in posts[-count:]:
+            for messages in self.channels.values():
+                if lost in messages:
+                    messages.remove(lost)
 
     def called(self, method: str, ok_only: bool = True) -> list[dict[str, Any]]:
         """The parameters of each call of `method` (by default only those answered 200)."""
@@ -137,12 +154,14 @@ class SlackAPIServer:
         method = request.match_info["method"]
         params = await _params(request)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or str(params.get("token", ""))
+        if method in self._delays:
+            await asyncio.sleep(self._delays[method])
         fault = next((f for f in self._faults if f[0] == method), None)
         if fault is not None:
             self._faults.remove(fault)
             self.calls.append(Call(method, params, fault[1], token))
             headers = {"Retry-After": str(fault[2])} if fault[1] == 429 else {}
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=fault[1], headers=headers)
+            return web.json_response({"ok": False, "error": fault[3]}, status=fault[1], headers=headers)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         self.calls.append(Call(method, params, 200, token))
         if token != expected:
@@ -150,25 +169,67 @@ class SlackAPIServer:
         answer = self._answers().get(method)
         if answer is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response({"ok": True, **answer(params)})
+        try:
+            return web.json_response({"ok": True, **answer(params)})
+        except LookupError as error:
+            return web.json_response({"ok": False, "error": str(error.args[0])})
 
     def _answers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "auth.test": lambda _: {"url": "https://ada.slack.test/", "team": "Ada's workspace", "user": "ada_twin",
                                     "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B0TWIN"},
             "chat.postMessage": self._post,
+            "chat.postEphemeral": lambda p: {"message_ts": self._next_ts()},
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "conversations.open": lambda p: {"channel": {"id": _dm_channel(str(p.get("users")))}},
             "chat.update": lambda p: {"channel": p.get("channel"), "ts": p.get("ts")},
             "views.open": lambda p: {"view": {"id": "V01EDIT", **(p.get("view") or {})}},
             "users.info": lambda p: {"user": {"id": p.get("user"), "real_name": PEOPLE.get(str(p.get("user")), "")}},
             "apps.connections.open": lambda _: {"url": f"ws://127.0.0.1:{self.port}/ws"},
         }
 
+    def _next_ts(self) -> str:
+        return f"{1767225600 + next(self._ts)}.000100"
+
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = _dm_channel(str(params.get("channel")))  # posting to a user id opens the bot's DM with them
+        message = {"type": "message", "user": BOT_USER, "bot_id": "B0TWIN", "ts": self._next_ts(),
+                   "text": params.get("text")}
+        if params.get("thread_ts"):
+            message["thread_ts"] = str(params["thread_ts"])
+        if params.get("metadata"):
+            metadata = params["metadata"]
+            message["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        self.channels.setdefault(channel, []).append(message)
+        return {"channel": channel, "ts": message["ts"], "message": {"text": params.get("text")}}
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages (and thread parents) newest first, after `oldest`."""
+        messages = [m for m in self._channel(params) if m.get("thread_ts", m["ts"]) == m["ts"]]
+        return self._page(list(reversed(messages)), params)
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its replies oldest first (the parent, posted by someone else, is not kept here)."""
+        thread = str(params.get("ts"))
+        return self._page([m for m in self._channel(params) if m.get("thread_ts") == thread], params)
+
+    def _channel(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         channel = str(params.get("channel"))
-        if channel.startswith(("U", "W")):  # posting to a user id opens the bot's DM with them
-            channel = "D" + channel[1:]
-        ts = f"{1767225600 + next(self._ts)}.000100"
-        return {"channel": channel, "ts": ts, "message": {"text": params.get("text")}}
+        if not channel.startswith(("C", "D", "G")):
+            raise LookupError("channel_not_found")
+        oldest = float(params.get("oldest") or 0)
+        return [m for m in self.channels.get(channel, []) if float(m["ts"]) > oldest]
+
+    @staticmethod
+    def _page(messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        start, limit = int(params.get("cursor") or 0), int(params.get("limit") or 100)
+        page = messages[start:start + limit]
+        if str(params.get("include_all_metadata")).lower() not in ("1", "true"):
+            page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(messages)
+        return {"messages": page, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append({"name": request.match_info["name"], **await request.json()})
@@ -185,6 +246,11 @@ class SlackAPIServer:
                     self.acks.append(json.loads(message.data))
         self._sockets.remove(ws)
         return ws
+
+
+def _dm_channel(channel: str) -> str:
+    """The bot's DM channel with a user, for a user id; any other channel id as it is."""
+    return "D" + channel[1:] if channel.startswith(("U", "W")) else channel
 
 
 async def _params(request: web.Request) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 from weakref import WeakValueDictionary
 
@@ -32,6 +33,7 @@ from bots.slack.drafts import (
 )
 from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_target, to_inbound
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post
+from bots.slack.recovery import parts_in_slack
 from bots.text import split_text
 from core.autoreply import Autoreply
 from core.delivery import DeliveryHooks
@@ -40,6 +42,7 @@ from core.messages import InboundMessage, Reply
 log = logging.getLogger(__name__)
 Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 EVERY_EVENT = re.compile(r".*")  # to_inbound's table decides what is answered; bolt must not 404 the rest
+SLACK_CLOCK = timedelta(seconds=1)  # replies are looked for after the message's time, less this margin
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,12 @@ class SlackAdapter:
         """Answer what a crash left received but unanswered, and post replies that were never delivered."""
         if self.ledger is None:
             return
-        unfinished = [m for m in await self.ledger.unfinished(PLATFORM) if "command" not in (m.raw or {})]
-        for message in unfinished:  # a slash command's reply link does not outlive the process: not retried
-            await self.deliver(message)
+        unfinished = await self.ledger.unfinished(PLATFORM)
+        for message in unfinished:
+            if "command" in (message.raw or {}):
+                await self.answer_command_later(message)
+            else:
+                await self.deliver(message)
         if unfinished:
             log.info("Slack: finished %d messages a restart interrupted", len(unfinished))
 
@@ -163,7 +169,7 @@ class SlackAdapter:
                 if message.to_owner and await self.autoreply.mode() == "draft":
                     await self._propose(message, target, reply.text)
                 else:
-                    await post(self.client, target, self._outgoing(message, reply.text))
+                    await self._post_reply(message, target, reply)
             except SlackDeliveryError as error:
                 log.error("Slack: the reply to %s was not delivered: %s", message.message_id, error)
                 return
@@ -175,6 +181,40 @@ class SlackAdapter:
         named = await self._named(message)
         if self.ledger is not None:
             await self.ledger.accept(named)
+
+    async def _post_reply(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
+        """Post the reply, each part tagged with the message it answers. A reply a crashed process answered may be
+        in Slack already (the crash came before the ledger heard): only the parts Slack does not have go out."""
+        there: frozenset[int] = frozenset()
+        if reply.details.get("resent"):
+            there = await parts_in_slack(self.client, target, message.message_id, message.sent_at - SLACK_CLOCK)
+            if there:
+                log.info("Slack: %d parts of the reply to %s were posted before the restart", len(there),
+                         message.message_id)
+        await post(self.client, target, self._outgoing(message, reply.text), answering=message.message_id,
+                   skip=there)
+
+    async def answer_command_later(self, message: InboundMessage) -> None:
+        """A slash command a crash left unanswered: its response_url died with that process, so the answer goes to
+        the person as an ephemeral message in that channel, or (where Slack refuses that, e.g. a channel the bot
+        is not in) to their DM with the bot. Ephemeral messages cannot be looked up: at least once."""
+        reply = await self.handle(message)
+        if reply is None or not reply.text.strip():
+            return
+        try:
+            try:
+                for part in split_text(reply.text, MESSAGE_LIMIT):
+                    await call(self.client.chat_postEphemeral(channel=message.chat_id, user=message.sender_id,
+                                                              text=part))
+            except SlackDeliveryError as error:
+                log.warning("Slack: no ephemeral answer to %s in %s (%s); sending it to their DM",
+                            message.message_id, message.chat_id, error)
+                await self._post_reply(message, ReplyTarget(channel=message.sender_id), reply)
+        except SlackDeliveryError as error:
+            log.error("Slack: the answer to %s was not delivered: %s", message.message_id, error)
+            return
+        if self.ledger is not None:
+            await self.ledger.delivered(message)
 
     def _outgoing(self, message: InboundMessage, text: str) -> str:
         return marked(text, self.options.owner_name) if message.to_owner else text

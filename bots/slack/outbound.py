@@ -21,6 +21,7 @@ from bots.text import split_text
 MESSAGE_LIMIT = 4000  # Slack truncates longer text and advises at most 4,000 characters per message
 RETRIES = 4  # per Web API call, for each kind of transient failure
 BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=0.5)  # 0.5 s, 1 s, 2 s ... with jitter
+EVENT_TYPE = "twin_reply"  # message metadata on every reply part: which message it answers, which part it is
 
 
 class SlackDeliveryError(Exception):
@@ -41,11 +42,22 @@ def marked(text: str, owner_name: str) -> str:
     return f"_({owner_name}'s twin, answering while {owner_name} is away)_\n{text}"
 
 
-async def post(client: AsyncWebClient, target: ReplyTarget, text: str, **extra: Any) -> list[str]:
-    """chat.postMessage, in as many messages as the text needs; the ts of each message posted."""
+def reply_metadata(source_id: str, part: int) -> dict[str, Any]:
+    """The metadata posted with one part of the reply to a message."""
+    return {"event_type": EVENT_TYPE, "event_payload": {"source_id": source_id, "part": part}}
+
+
+async def post(client: AsyncWebClient, target: ReplyTarget, text: str, answering: str | None = None,
+               skip: frozenset[int] = frozenset(), **extra: Any) -> list[str]:
+    """chat.postMessage, in as many messages as the text needs; the ts of each message posted. With `answering`
+    (the message id it answers) each part carries reply metadata, and the parts in `skip` are not posted."""
     posted: list[str] = []
     try:
-        for part in split_text(text, MESSAGE_LIMIT):
+        for number, part in enumerate(split_text(text, MESSAGE_LIMIT)):
+            if number in skip:
+                continue
+            if answering is not None:
+                extra["metadata"] = reply_metadata(answering, number)
             response = await client.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts, text=part,
                                                      unfurl_links=False, **extra)
             posted.append(str(response.get("ts")))

@@ -1,0 +1,125 @@
+"""Slack across restarts, against the Web API test server (which keeps what was posted and answers
+conversations.history / replies from it): a reply Slack already has is not posted again, a half-posted split
+reply is completed, slash commands a crash left unanswered are answered ephemerally, and a slow users.info for a
+new sender does not let a later message in the same chat overtake."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from slack_server import SlackAPIServer
+from test_slack import ADA, SQLITE, fixture, run_twin, send_event, slack_api, twin_app  # noqa: F401 - fixtures
+
+from bots.slack import SlackAdapter, command_to_inbound
+from storage.deliveries import DELIVERED, RECEIVED, DeliveryLedger
+from twin.app import TwinApp
+from twin.conversation import open_pipeline
+from twin.testing import RecordingLLM
+
+MENTION_ID = "C01GENERAL:1735732803.000400"  # app_mention.json
+DM_ID = "D0BOTEVE:1735732801.000200"  # dm_to_bot.json
+
+
+def state(app: TwinApp, message_id: str) -> str | None:
+    return DeliveryLedger(app.store.engine).state(app.twin.id, "slack", message_id)
+
+
+def crashed_before_the_ledger_heard(app: TwinApp, message_id: str) -> None:
+    """The reply reached Slack, the process died before marking it delivered."""
+    DeliveryLedger(app.store.engine).move(app.twin.id, "slack", message_id, RECEIVED)
+
+
+async def nothing(_adapter: SlackAdapter, _http: Any) -> None:
+    """A start: recovery runs before `running` yields."""
+
+
+@SQLITE
+def test_a_reply_slack_already_has_is_not_posted_again(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM  # noqa: F811
+) -> None:
+    async def answered(adapter: SlackAdapter, http: Any) -> None:
+        await send_event(http, fixture("app_mention"))
+        await slack_api.wait_for(lambda: state(twin_app, MENTION_ID) == DELIVERED)
+
+    run_twin(twin_app, answered)
+    crashed_before_the_ledger_heard(twin_app, MENTION_ID)
+    run_twin(twin_app, nothing)
+    [reply] = slack_api.posted()
+    assert reply["metadata"] == {"event_type": "twin_reply", "event_payload": {"source_id": MENTION_ID, "part": 0}}
+    [lookup] = slack_api.called("conversations.replies")  # the reply went to the mention's thread: looked for there
+    assert lookup["channel"] == "C01GENERAL" and lookup["ts"] == "1735732803.000400"
+    assert lookup["include_all_metadata"] in ("1", "true", True)
+    assert state(twin_app, MENTION_ID) == DELIVERED and len(llm.requests) == 1
+
+
+@SQLITE
+def test_a_split_reply_cut_short_by_a_crash_gets_only_its_missing_parts(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM  # noqa: F811
+) -> None:
+    paragraphs = [f"Part {i}. " + " ".join(f"Ada likes reef diving and slow morning number {i}-{j}."
+                                           for j in range(17)) for i in range(10)]
+    llm.script.append("\n\n".join(paragraphs))
+
+    async def answered(adapter: SlackAdapter, http: Any) -> None:
+        await send_event(http, fixture("dm_to_bot"))
+        await slack_api.wait_for(lambda: state(twin_app, DM_ID) == DELIVERED)
+
+    run_twin(twin_app, answered)
+    assert len(slack_api.posted()) == 3
+    slack_api.lose_last_posts(2)  # only the first part reached Slack before the crash
+    crashed_before_the_ledger_heard(twin_app, DM_ID)
+    run_twin(twin_app, nothing)
+    posted = slack_api.posted()
+    assert [post["metadata"]["event_payload"]["part"] for post in posted] == [0, 1, 2, 1, 2]
+    assert slack_api.called("conversations.history")[0]["channel"] == "D0BOTEVE"
+    in_channel = [message["text"] for message in slack_api.channels["D0BOTEVE"]]
+    assert "\n\n".join(in_channel) == "\n\n".join(paragraphs)  # whole, once, in order
+    assert state(twin_app, DM_ID) == DELIVERED and len(llm.requests) == 1
+
+
+@SQLITE
+def test_slash_commands_a_crash_left_unanswered_are_answered_ephemerally(
+    twin_app: TwinApp, slack_api: SlackAPIServer  # noqa: F811
+) -> None:
+    refused = fixture("slash_command") | {"trigger_id": "trigger-1", "text": "help", "channel_id": "C09ELSEWHERE"}
+    remember = fixture("slash_command") | {"trigger_id": "trigger-2"}
+
+    async def stored_then_crashed() -> None:
+        async with open_pipeline(twin_app, twin_app.settings.llm_url or "") as pipeline:
+            for body in (refused, remember):
+                await pipeline.record(command_to_inbound(body))  # in L0 and the ledger, never answered
+
+    asyncio.run(stored_then_crashed())
+    slack_api.fail_next("chat.postEphemeral", status=200, error="channel_not_found")  # the bot is not in there
+    run_twin(twin_app, nothing)
+    tried, ephemeral = slack_api.called("chat.postEphemeral")  # the first was refused (with ok: false)
+    assert (tried["channel"], ephemeral["channel"], ephemeral["user"]) == ("C09ELSEWHERE", "C01GENERAL", ADA)
+    assert ephemeral["text"].startswith("Remembered as fact #1")
+    [dm] = slack_api.posted()
+    assert dm["channel"] == ADA and "/remember" in dm["text"]  # the help answer, to Ada's DM with the bot
+    assert {state(twin_app, "command:trigger-1"), state(twin_app, "command:trigger-2")} == {DELIVERED}
+
+
+@SQLITE
+def test_a_slow_name_lookup_for_a_new_sender_keeps_arrival_order(
+    twin_app: TwinApp, slack_api: SlackAPIServer  # noqa: F811
+) -> None:
+    slack_api.slow("users.info", 1.0)
+    first = fixture("app_mention")  # from Eve, no profile in the event: users.info is asked, slowly
+    second = copy.deepcopy(first)
+    second["event_id"] = "Ev04SECOND"
+    second["event"] |= {"client_msg_id": "c0ffee00-0002", "user": "U03MAL", "ts": "1735732809.000900",
+                        "event_ts": "1735732809.000900", "text": "<@U0TWINBOT> and Mallory asks",
+                        "user_profile": {"real_name": "Mallory"}}
+
+    async def scenario(adapter: SlackAdapter, http: Any) -> list[dict[str, Any]]:
+        await send_event(http, first)
+        await send_event(http, second)
+        return await slack_api.wait_posted(2)
+
+    replies = run_twin(twin_app, scenario)
+    assert [reply["thread_ts"] for reply in replies] == ["1735732803.000400", "1735732809.000900"]
+    stored = twin_app.store.by_source(twin_app.twin.id, "slack", MENTION_ID)
+    assert stored is not None and stored.sender_name == "Eve Moneypenny"
