@@ -80,6 +80,26 @@ def test_a_split_reply_cut_short_by_a_crash_gets_only_its_missing_parts(
 
 
 @SQLITE
+def test_a_draft_the_owner_already_got_is_not_sent_again(
+    twin_app: TwinApp, slack_api: SlackAPIServer  # noqa: F811
+) -> None:
+    asked = "C01GENERAL:1735732804.000500"  # channel_message_mentioning_owner.json
+
+    async def drafted(adapter: SlackAdapter, http: Any) -> None:
+        await adapter.autoreply.set("draft")
+        await send_event(http, fixture("channel_message_mentioning_owner"))
+        await slack_api.wait_for(lambda: state(twin_app, asked) == DELIVERED)
+
+    run_twin(twin_app, drafted)
+    crashed_before_the_ledger_heard(twin_app, asked)
+    run_twin(twin_app, nothing)
+    [draft] = slack_api.posted()
+    assert draft["channel"] == ADA and draft["metadata"]["event_payload"] == {"source_id": asked, "part": 0}
+    assert slack_api.called("conversations.open")[0]["users"] == ADA  # the owner's DM, looked up by user id
+    assert state(twin_app, asked) == DELIVERED
+
+
+@SQLITE
 def test_slash_commands_a_crash_left_unanswered_are_answered_ephemerally(
     twin_app: TwinApp, slack_api: SlackAPIServer  # noqa: F811
 ) -> None:

@@ -32,7 +32,7 @@ from bots.slack.drafts import (
     edited_text,
 )
 from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_target, to_inbound
-from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post
+from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post, reply_metadata
 from bots.slack.recovery import parts_in_slack
 from bots.text import split_text
 from core.autoreply import Autoreply
@@ -167,7 +167,7 @@ class SlackAdapter:
             target = reply_target(message)
             try:
                 if message.to_owner and await self.autoreply.mode() == "draft":
-                    await self._propose(message, target, reply.text)
+                    await self._propose(message, target, reply)
                 else:
                     await self._post_reply(message, target, reply)
             except SlackDeliveryError as error:
@@ -234,17 +234,22 @@ class SlackAdapter:
                                                  or message.sender_id)
         return replace(message, sender_name=self._names[message.sender_id])
 
-    async def _propose(self, message: InboundMessage, target: ReplyTarget, text: str) -> None:
+    async def _propose(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
         """Draft mode: the answer goes to the owner's DM with Approve / Edit / Discard, not to the asker."""
-        draft = Draft(id=message.message_id, channel=target.channel, thread_ts=target.thread_ts, text=text,
+        draft = Draft(id=message.message_id, channel=target.channel, thread_ts=target.thread_ts, text=reply.text,
                       asker=message.sender_name, question=message.text)
         owner = next(iter(sorted(self.options.owner_user_ids)), None)
         if owner is None:
             log.warning("Slack: draft mode, but no owner Slack id in TWIN_OWNER_IDS to send drafts to")
             return
+        if reply.details.get("resent") and await parts_in_slack(
+                self.client, ReplyTarget(channel=owner), message.message_id, message.sent_at - SLACK_CLOCK):
+            log.info("Slack: the draft answering %s reached the owner before the restart", message.message_id)
+            return
         await self.drafts.save(draft)  # before the DM: a click on it must find the draft
         posted = await call(self.client.chat_postMessage(channel=owner, blocks=draft_blocks(draft),
-                                                     text=f"Draft answer to {draft.asker}"))
+                                                         text=f"Draft answer to {draft.asker}",
+                                                         metadata=reply_metadata(message.message_id, 0)))
         await self.drafts.save(replace(draft, dm_channel=posted.get("channel"), dm_ts=posted.get("ts")))
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
