@@ -7,7 +7,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 from weakref import WeakValueDictionary
 
@@ -33,7 +32,7 @@ from bots.slack.drafts import (
 )
 from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_target, to_inbound
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post, reply_metadata
-from bots.slack.recovery import parts_in_slack
+from bots.slack.recovery import answer_privately, parts_in_slack, post_once
 from bots.text import split_text
 from core.autoreply import Autoreply
 from core.delivery import DeliveryHooks
@@ -42,7 +41,6 @@ from core.messages import InboundMessage, Reply
 log = logging.getLogger(__name__)
 Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 EVERY_EVENT = re.compile(r".*")  # to_inbound's table decides what is answered; bolt must not 404 the rest
-SLACK_CLOCK = timedelta(seconds=1)  # replies are looked for after the message's time, less this margin
 
 
 @dataclass(frozen=True)
@@ -183,33 +181,18 @@ class SlackAdapter:
             await self.ledger.accept(named)
 
     async def _post_reply(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
-        """Post the reply, each part tagged with the message it answers. A reply a crashed process answered may be
-        in Slack already (the crash came before the ledger heard): only the parts Slack does not have go out."""
-        there: frozenset[int] = frozenset()
-        if reply.details.get("resent"):
-            there = await parts_in_slack(self.client, target, message.message_id, message.sent_at - SLACK_CLOCK)
-            if there:
-                log.info("Slack: %d parts of the reply to %s were posted before the restart", len(there),
-                         message.message_id)
-        await post(self.client, target, self._outgoing(message, reply.text), answering=message.message_id,
-                   skip=there)
+        await post_once(self.client, target, self._outgoing(message, reply.text), message.message_id,
+                        message.sent_at, resent=bool(reply.details.get("resent")))
 
     async def answer_command_later(self, message: InboundMessage) -> None:
         """A slash command a crash left unanswered: its response_url died with that process, so the answer goes to
-        the person as an ephemeral message in that channel, or (where Slack refuses that, e.g. a channel the bot
-        is not in) to their DM with the bot. Ephemeral messages cannot be looked up: at least once."""
+        the person privately (recovery.answer_privately)."""
         reply = await self.handle(message)
         if reply is None or not reply.text.strip():
             return
         try:
-            try:
-                for part in split_text(reply.text, MESSAGE_LIMIT):
-                    await call(self.client.chat_postEphemeral(channel=message.chat_id, user=message.sender_id,
-                                                              text=part))
-            except SlackDeliveryError as error:
-                log.warning("Slack: no ephemeral answer to %s in %s (%s); sending it to their DM",
-                            message.message_id, message.chat_id, error)
-                await self._post_reply(message, ReplyTarget(channel=message.sender_id), reply)
+            await answer_privately(self.client, message.chat_id, message.sender_id, reply.text, message.message_id,
+                                   message.sent_at)
         except SlackDeliveryError as error:
             log.error("Slack: the answer to %s was not delivered: %s", message.message_id, error)
             return
@@ -243,7 +226,7 @@ class SlackAdapter:
             log.warning("Slack: draft mode, but no owner Slack id in TWIN_OWNER_IDS to send drafts to")
             return
         if reply.details.get("resent") and await parts_in_slack(
-                self.client, ReplyTarget(channel=owner), message.message_id, message.sent_at - SLACK_CLOCK):
+                self.client, ReplyTarget(channel=owner), message.message_id, message.sent_at):
             log.info("Slack: the draft answering %s reached the owner before the restart", message.message_id)
             return
         await self.drafts.save(draft)  # before the DM: a click on it must find the draft
