@@ -35,12 +35,12 @@ class TrainingForgetting:
         self.on_withdrawn = on_withdrawn
 
     def find(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[str]:
-        """'N training samples' and each tainted adapter, e.g. 'adapter owner-v2 (serving)'."""
+        """Each tainted adapter ('adapter owner-v2 (serving)'), then each sample (by id: no text is quoted)."""
         with Session(self.engine) as session:
             samples = self._samples(session, twin_id, query, l0_ids)
             adapters = self.training.tainted(session, twin_id, l0_ids)
-        found = [f"{len(samples)} training samples"] if samples else []
-        return found + [f"adapter {adapter.name} ({adapter.status})" for adapter in adapters]
+        return ([f"adapter {adapter.name} ({adapter.status}): withdrawn, deleted, retrained" for adapter in adapters]
+                + [f"training sample {sample}" for sample in samples])
 
     def remove(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> int:
         """Delete the samples, withdraw the adapters and delete their files. Returns the records removed."""

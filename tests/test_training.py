@@ -183,7 +183,7 @@ def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path
 
     seen = asyncio.run(go())
     assert seen["before"] == "owner-v2"
-    assert "adapter owner-v2 (serving)" in seen["plan"] and "training samples" in seen["plan"]
+    assert "adapter owner-v2 (serving)" in seen["plan"] and "training sample " in seen["plan"]
     assert "owner-v1" not in seen["plan"] and "stranger-v1" not in seen["plan"]
     assert seen["done"].startswith("Forgotten: ")
     assert seen["owner_after"] == "owner-v1"  # the newest clean adapter took over on the very next request
@@ -303,7 +303,30 @@ def test_deploy_loads_the_adapter_into_vllm_and_a_forget_unloads_it(
     assert "pumpernickel" in answer["choices"][0]["message"]["content"].lower()
 
     report = build_forgetter(app).forget(twin.id, ForgetQuery(text="about bread"))
-    assert report.layers["training samples and adapters"] == 1
+    assert report.layers["training samples and adapters"] == 1  # the adapter (no sample was built here)
     assert "owner-v1" not in vllm_server.manager.endpoint.model_names()  # unloaded at once
     assert training.serving(twin.id, "owner") is None and not folder.exists()
     assert pending_retrain(store.engine, twin.id)["audiences"] == ["owner"]
+
+
+def test_adapters_can_be_listed_rolled_back_and_withdrawn(twin_env: Path) -> None:
+    with open_twin(Settings()) as twin:
+        training = TrainingStore(twin.store.engine)
+        first = _fake_adapter(training, twin.twin.id, "owner-v1", "owner", twin_env, {1}, SERVING)
+        second = _fake_adapter(training, twin.twin.id, "owner-v2", "owner", twin_env, {1, 2}, SERVING)
+    runner = CliRunner()
+
+    def statuses() -> list[tuple[str, str]]:
+        listed = runner.invoke(app, ["adapters", "list", "--json"])
+        assert listed.exit_code == 0, listed.output
+        return [(row["name"], row["status"]) for row in json.loads(listed.stdout)]
+
+    assert statuses() == [("owner-v2", SERVING), ("owner-v1", RETIRED)]
+    rolled = runner.invoke(app, ["adapters", "rollback", "owner"])
+    assert rolled.exit_code == 0 and "now answered by owner-v1" in rolled.stdout
+    assert statuses() == [("owner-v2", RETIRED), ("owner-v1", SERVING)]
+    withdrawn = runner.invoke(app, ["adapters", "withdraw", "owner-v1"])
+    assert withdrawn.exit_code == 0 and "owner-v2" in withdrawn.stdout  # the newest clean one took over
+    assert statuses() == [("owner-v2", SERVING), ("owner-v1", WITHDRAWN)]
+    assert not first.exists() and second.exists()
+    assert runner.invoke(app, ["adapters", "withdraw", "owner-v9"]).exit_code == 1
