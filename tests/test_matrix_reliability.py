@@ -34,7 +34,7 @@ def test_a_reply_sent_again_after_a_crash_is_one_event_in_the_room(
 
     async def scenario() -> tuple[list[RoomMessageNotice], str | None]:
         async with Person(synapse, account(synapse, "ada")) as ada:
-            async with running(twin_app):
+            async with running(twin_app) as first:
                 room_id = await dm_with_twin(ada, bot)
                 asked = await ada.say(room_id, "first question")
                 await ada.wait_replies(room_id, bot.user_id)
@@ -42,6 +42,8 @@ def test_a_reply_sent_again_after_a_crash_is_one_event_in_the_room(
             ledger.move(twin_app.twin.id, "matrix", asked, RECEIVED)
             async with running(twin_app) as restarted:  # a new login: a new access token, the same device
                 await ada.wait_for(lambda: restarted.processed >= 1, "the undelivered reply sent again")
+                assert restarted.client.device_id == first.client.device_id == "TWIN"  # dedup is per device
+                assert restarted.client.access_token != first.client.access_token
             await settle(0.5)
             return await notices_in_room(ada, room_id, bot.user_id), ledger.state(twin_app.twin.id, "matrix", asked)
 

@@ -214,6 +214,13 @@ class MatrixAdapter:
         self._batch.append(task)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        task.add_done_callback(_report_failure)
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         return self._locks.setdefault(room_id, asyncio.Lock())
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """An answer or invite that failed unexpectedly is logged, not lost with its task."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Matrix: %s failed", task.get_name(), exc_info=task.exception())
