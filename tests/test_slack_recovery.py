@@ -143,3 +143,20 @@ def test_a_slow_name_lookup_for_a_new_sender_keeps_arrival_order(
     assert [reply["thread_ts"] for reply in replies] == ["1735732803.000400", "1735732809.000900"]
     stored = twin_app.store.by_source(twin_app.twin.id, "slack", MENTION_ID)
     assert stored is not None and stored.sender_name == "Eve Moneypenny"
+
+
+@SQLITE
+def test_without_the_history_scope_the_reply_is_posted_again(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM  # noqa: F811
+) -> None:
+    async def answered(adapter: SlackAdapter, http: Any) -> None:
+        await send_event(http, fixture("dm_to_bot"))
+        await slack_api.wait_for(lambda: state(twin_app, DM_ID) == DELIVERED)
+
+    run_twin(twin_app, answered)
+    crashed_before_the_ledger_heard(twin_app, DM_ID)
+    slack_api.fail_next("conversations.history", status=200, error="missing_scope")
+    run_twin(twin_app, nothing)
+    first, again = slack_api.posted()  # at least once: the same logged reply, not a new answer
+    assert first["text"] == again["text"] and len(llm.requests) == 1
+    assert state(twin_app, DM_ID) == DELIVERED
