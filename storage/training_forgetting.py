@@ -54,7 +54,10 @@ class TrainingForgetting:
             names = [adapter.name for adapter in adapters]
             now_serving = self.training.withdraw_in(session, twin_id, names, WITHDRAWN_REASON)  # commits
         for adapter in adapters:
-            shutil.rmtree(Path(adapter.path), ignore_errors=True)
+            folder = Path(adapter.path)
+            shutil.rmtree(folder, ignore_errors=True)
+            for partial in folder.parent.glob(f".{folder.name}.*"):  # a run still training: its data and output
+                shutil.rmtree(partial, ignore_errors=True)
         if samples and self.engine.dialect.name == "postgresql":  # dead tuples hold the text until vacuumed
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.exec_driver_sql("VACUUM FULL training_samples")

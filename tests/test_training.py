@@ -24,7 +24,7 @@ from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Direction, ItemKind, Twin, Visibility
 from storage.search import HybridSearcher
-from storage.training import READY, RETIRED, SERVING, WITHDRAWN, TrainingStore
+from storage.training import READY, RETIRED, SERVING, TRAINING, WITHDRAWN, TrainingStore
 from training.dataset import build_samples, rebuild
 from twin.app import TwinApp, open_twin
 from twin.cli import app
@@ -120,6 +120,8 @@ def _fake_adapter(training: TrainingStore, twin_id: int, name: str, audience: st
     (folder / "adapter_config.json").write_text("{}")
     (folder / "trained_on.txt").write_text("\n".join(map(str, sorted(items))))
     training.register(twin_id, name, audience, str(folder), "base-model", items, len(items))
+    if status == TRAINING:
+        return folder
     training.set_status(twin_id, name, READY)
     if status == SERVING:
         training.promote(twin_id, name)
@@ -162,6 +164,10 @@ def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path
             _fake_adapter(training, twin_id, "owner-v1", "owner", twin_env, clean, RETIRED)
             tainted = _fake_adapter(training, twin_id, "owner-v2", "owner", twin_env, owner_items, SERVING)
             (tainted / "notes.txt").write_text(f"learned: {PRIVATE_SECRET}")  # its bytes must go too
+            running = _fake_adapter(training, twin_id, "owner-v3", "owner", twin_env, owner_items, TRAINING)
+            shutil.rmtree(running)  # still training: only its hidden data folder exists yet
+            (running.parent / ".owner-v3.data.x").mkdir()
+            (running.parent / ".owner-v3.data.x" / "samples.jsonl").write_text(PRIVATE_SECRET)
             stranger_items = {i for s in training.samples(twin_id, "stranger") for i in s.item_ids}
             _fake_adapter(training, twin_id, "stranger-v1", "stranger", twin_env, stranger_items, SERVING)
             async with open_pipeline(twin, twin.settings.llm_url) as pipeline:
@@ -178,6 +184,7 @@ def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path
             seen["status"] = {a.name: a.status for a in training.adapters(twin_id)}
             seen["samples"] = [_sample_text(s) for s in training.samples(twin_id, "owner")]
             seen["pending"] = pending_retrain(engine, twin_id)
+            seen["finished_training"] = training.set_status(twin_id, "owner-v3", READY, expect=TRAINING)
             seen["tainted_exists"] = tainted.exists()
         return seen
 
@@ -188,7 +195,9 @@ def test_forgetting_withdraws_every_adapter_trained_on_it_at_once(twin_env: Path
     assert seen["done"].startswith("Forgotten: ")
     assert seen["owner_after"] == "owner-v1"  # the newest clean adapter took over on the very next request
     assert seen["stranger_after"] == "stranger-v1"  # not trained on it: keeps serving
-    assert seen["status"] == {"stranger-v1": SERVING, "owner-v2": WITHDRAWN, "owner-v1": SERVING}
+    assert seen["status"] == {"stranger-v1": SERVING, "owner-v3": WITHDRAWN, "owner-v2": WITHDRAWN,
+                              "owner-v1": SERVING}
+    assert not seen["finished_training"]  # the run that was training when it was forgotten can never serve
     assert len(seen["samples"]) == 5 and not any(PRIVATE_SECRET in text for text in seen["samples"])
     assert seen["pending"] is not None and seen["pending"]["audiences"] == ["owner"]
     assert not seen["tainted_exists"]
