@@ -76,7 +76,7 @@ class L0Forgetting:
         if not items:
             return 0
         ids = [item.id for item in items]
-        neighbours = self._followers(twin_id, items)
+        neighbours = self._neighbours(twin_id, items)
         with Session(self.store.engine) as session:
             self.store.tombstones.bury(session, twin_id, [(i.source, i.source_id, i.text) for i in items])
             for start in range(0, len(ids), 500):
@@ -89,19 +89,22 @@ class L0Forgetting:
         self.purge()
         return len(ids)
 
-    def _followers(self, twin_id: int, items: list[L0Item]) -> list[int]:
-        """Items whose indexed context includes one of these (the next CONTEXT_TURNS of the same chat)."""
+    def _neighbours(self, twin_id: int, items: list[L0Item]) -> list[int]:
+        """Items whose indexed fields hold words of these: the next CONTEXT_TURNS and the one before, per chat."""
         found: list[int] = []
         with Session(self.store.engine) as session:
             for item in items:
-                query = (
-                    select(L0Item.id)
-                    .where(L0Item.twin_id == twin_id, L0Item.chat == item.chat, L0Item.id != item.id,
-                           L0Item.occurred_at >= item.occurred_at)
-                    .order_by(L0Item.occurred_at, L0Item.id)
-                    .limit(CONTEXT_TURNS)
+                same_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == item.chat) & (L0Item.id != item.id)
+                after = (
+                    select(L0Item.id).where(same_chat, L0Item.occurred_at >= item.occurred_at)
+                    .order_by(L0Item.occurred_at, L0Item.id).limit(CONTEXT_TURNS)
                 )
-                found.extend(session.scalars(query))
+                before = (
+                    select(L0Item.id).where(same_chat, L0Item.occurred_at <= item.occurred_at)
+                    .order_by(L0Item.occurred_at.desc(), L0Item.id.desc()).limit(1)
+                )
+                found.extend(session.scalars(after))
+                found.extend(session.scalars(before))
         return found
 
     def purge(self) -> None:

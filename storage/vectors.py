@@ -35,6 +35,7 @@ class IndexedPoint:
     visibility: str
     chat: str
     timestamp: float
+    follows: int | None = None  # the item just before it in its chat
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Hit:
 
     id: int
     score: float
+    follows: int | None = None  # the item just before it in its chat, when the index knows
 
 
 @dataclass
@@ -70,6 +72,9 @@ class VectorIndex(Protocol):
     """Dense + sparse vectors with payload filters; implemented by the embedded and server backends."""
 
     def upsert(self, points: list[IndexedPoint]) -> None: ...
+    def update_sparse(self, vectors: dict[int, SparseVector]) -> None:
+        """Replace the sparse vectors of existing points (their dense vectors and payloads stay)."""
+        ...
     def delete(self, ids: list[int]) -> None: ...
     def search(self, query: IndexQuery) -> tuple[list[Hit], list[Hit]]:
         """(dense hits, sparse hits), best first."""
@@ -83,7 +88,16 @@ class VectorIndex(Protocol):
 
 
 def _payload(point: IndexedPoint) -> dict:
-    return {"twin": point.twin_id, "visibility": point.visibility, "chat": point.chat, "ts": point.timestamp}
+    payload = {"twin": point.twin_id, "visibility": point.visibility, "chat": point.chat, "ts": point.timestamp}
+    return payload | ({"follows": point.follows} if point.follows is not None else {})
+
+
+HIT_PAYLOAD = ["follows"]  # the only payload a search reads back
+
+
+def _hit(id: int | str, score: float, payload: dict | None) -> Hit:  # noqa: A002 - the point's id
+    follows = (payload or {}).get("follows")
+    return Hit(int(id), float(score), int(follows) if follows is not None else None)
 
 
 class EdgeVectorIndex:
@@ -135,6 +149,12 @@ class EdgeVectorIndex:
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
 
+    def update_sparse(self, vectors: dict[int, SparseVector]) -> None:
+        qe = self._qe
+        if vectors:
+            batch = [qe.PointVectors(id, {SPARSE: qe.SparseVector(v.indices, v.values)}) for id, v in vectors.items()]
+            self._shard.update(qe.UpdateOperation.update_vectors(batch))
+
     def delete(self, ids: list[int]) -> None:
         if ids:
             self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
@@ -157,19 +177,21 @@ class EdgeVectorIndex:
         if query.dense is not None:
             requests.append(
                 qe.QueryRequest(
-                    limit=query.limit, query=qe.Query.Nearest(query.dense.tolist(), using=DENSE), filter=flt
+                    limit=query.limit, query=qe.Query.Nearest(query.dense.tolist(), using=DENSE), filter=flt,
+                    with_payload=qe.PayloadSelector.Include(HIT_PAYLOAD),
                 )
             )
             kinds.append(DENSE)
         if query.sparse is not None and query.sparse.indices:
             vector = qe.SparseVector(query.sparse.indices, query.sparse.values)
             requests.append(
-                qe.QueryRequest(limit=query.limit, query=qe.Query.Nearest(vector, using=SPARSE), filter=flt)
+                qe.QueryRequest(limit=query.limit, query=qe.Query.Nearest(vector, using=SPARSE), filter=flt,
+                                with_payload=qe.PayloadSelector.Include(HIT_PAYLOAD))
             )
             kinds.append(SPARSE)
         results = self._shard.query_batch(qe.QueryBatchRequest(requests)) if requests else []
         by_kind = {
-            kind: [Hit(int(p.id), float(p.score)) for p in hits] for kind, hits in zip(kinds, results, strict=True)
+            kind: [_hit(p.id, p.score, p.payload) for p in hits] for kind, hits in zip(kinds, results, strict=True)
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
@@ -251,6 +273,15 @@ class QdrantServerIndex:
             wait=True,
         )
 
+    def update_sparse(self, vectors: dict[int, SparseVector]) -> None:
+        m = self._m
+        if vectors:
+            points = [
+                m.PointVectors(id=id, vector={SPARSE: m.SparseVector(indices=v.indices, values=v.values)})
+                for id, v in vectors.items()
+            ]
+            self._client.update_vectors(self._collection, points=points, wait=True)
+
     def delete(self, ids: list[int]) -> None:
         if ids:
             self._client.delete(self._collection, points_selector=self._m.PointIdsList(points=list(ids)))
@@ -272,16 +303,19 @@ class QdrantServerIndex:
         requests, kinds = [], []
         if query.dense is not None:
             requests.append(
-                m.QueryRequest(query=query.dense.tolist(), using=DENSE, filter=flt, limit=query.limit)
+                m.QueryRequest(query=query.dense.tolist(), using=DENSE, filter=flt, limit=query.limit,
+                               with_payload=HIT_PAYLOAD)
             )
             kinds.append(DENSE)
         if query.sparse is not None and query.sparse.indices:
             vector = m.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
-            requests.append(m.QueryRequest(query=vector, using=SPARSE, filter=flt, limit=query.limit))
+            requests.append(
+                m.QueryRequest(query=vector, using=SPARSE, filter=flt, limit=query.limit, with_payload=HIT_PAYLOAD)
+            )
             kinds.append(SPARSE)
         results = self._client.query_batch_points(self._collection, requests=requests) if requests else []
         by_kind = {
-            kind: [Hit(int(p.id), float(p.score)) for p in response.points]
+            kind: [_hit(p.id, p.score, p.payload) for p in response.points]
             for kind, response in zip(kinds, results, strict=True)
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])

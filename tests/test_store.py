@@ -249,19 +249,19 @@ def test_code_name_only_lexical_finds(twin: Twin, corpus: list[int], searcher: H
     dense = source_ids(searcher.search(CODE_NAME_QUERY, scope, mode="dense"))
     hybrid = source_ids(searcher.search(CODE_NAME_QUERY, scope, mode="hybrid"))
     assert lexical[0] == CODE_NAME_ANSWER  # the rare exact token
-    # Anything else lexical finds holds the token only as context: the next messages of the same chat.
-    followers = _next_in_chat(CODE_NAME_ANSWER, CONTEXT_TURNS)
-    assert set(lexical[1:]) <= followers
+    # Anything else lexical finds holds the token only as context: its neighbours in the same chat.
+    neighbours = _around_in_chat(CODE_NAME_ANSWER, before=1, after=CONTEXT_TURNS)
+    assert set(lexical[1:]) <= neighbours
     assert hybrid[0] == CODE_NAME_ANSWER
     assert lexical != dense
 
 
-def _next_in_chat(source_id: str, count: int) -> set[str]:
-    """The source ids of the `count` corpus messages after this one in its chat."""
+def _around_in_chat(source_id: str, before: int, after: int) -> set[str]:
+    """The source ids of the corpus messages just before and after this one in its chat."""
     chat = next(c for sid, c, _, _ in CORPUS if sid == source_id)
     in_chat = [sid for sid, c, _, _ in CORPUS if c == chat]
     at = in_chat.index(source_id)
-    return set(in_chat[at + 1 : at + 1 + count])
+    return set(in_chat[max(0, at - before) : at] + in_chat[at + 1 : at + 1 + after])
 
 
 def test_paraphrase_only_dense_finds(twin: Twin, corpus: list[int], searcher: HybridSearcher) -> None:
@@ -340,3 +340,32 @@ def test_sync_index_adds_rows_missing_from_the_index(
     assert store.index.ids() == set(corpus)
     assert _answers(searcher, twin) == before
     assert store.sync_index() == 0  # nothing left to do
+
+
+# -- neighbouring turns -----------------------------------------------------------------------------
+
+
+def test_a_question_is_found_by_the_answer_that_came_later(
+    store: MemoryStore, twin: Twin, searcher: HybridSearcher
+) -> None:
+    question = item("q", "Which team did you sign with in the end?", chat="sports", sender="Mia")
+    store.add(twin.id, [question, item("other", "Lunch is at noon", chat="food", at=T0 + timedelta(minutes=1))])
+    scope = SearchScope(twin.id)
+    assert "q" not in source_ids(searcher.search("Minnesota Wolves", scope, mode="lexical"))
+    # The answer arrives in a later batch: the question's index entry gains the answer's words.
+    store.add(twin.id, [item("a", "The Minnesota Wolves!", chat="sports", at=T0 + timedelta(minutes=2))])
+    found = source_ids(searcher.search("Minnesota Wolves", scope, mode="lexical"))
+    assert found[:2] == ["a", "q"]  # the answer's own words first, the question by its next turn
+    assert store.index.count() == 3
+
+
+def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
+    from storage.search import with_neighbours
+    from storage.vectors import Hit
+
+    fused = [Hit(1, 1.0), Hit(7, 0.9), Hit(2, 0.8), Hit(9, 0.1)]
+    found = [[Hit(1, 5.0), Hit(2, 4.0, follows=1), Hit(7, 3.0, follows=6), Hit(9, 1.0, follows=8)]]
+    ranked = with_neighbours(fused, found, share=0.2)
+    assert [hit.id for hit in ranked] == [1, 2, 7, 9]  # 2 follows 1: both lifted, 2 passes 7
+    assert {hit.id: round(hit.score, 3) for hit in ranked} == {1: 1.16, 2: 1.0, 7: 0.9, 9: 0.1}
+    assert with_neighbours(fused, found, share=0.0) == [Hit(1, 1.0), Hit(7, 0.9, 6), Hit(2, 0.8, 1), Hit(9, 0.1, 8)]
