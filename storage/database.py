@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Tables that live in the database but not in the migrations: APScheduler creates and owns its job table.
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
@@ -42,6 +44,11 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     config.attributes["engine"] = engine
     return config
+
+
+def migrated(object_: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:  # noqa: ARG001
+    """Alembic's include_object: compare only what the migrations own (never propose dropping APScheduler's table)."""
+    return not (type_ == "table" and name in FOREIGN_TABLES)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

@@ -16,7 +16,7 @@ import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
 import storage.training  # noqa: F401
-from storage.database import alembic_config, create_database_engine, current_revision, migrate
+from storage.database import alembic_config, create_database_engine, current_revision, migrate, migrated
 
 HEAD = "0006"
 TABLES = {
@@ -43,7 +43,7 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 def _schema_differences(engine: Engine) -> list:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection)
+        context = MigrationContext.configure(connection, opts={"include_object": migrated})
         return compare_metadata(context, SQLModel.metadata)
 
 
@@ -89,3 +89,17 @@ def test_models_match_the_migrated_schema(empty_engine: Engine) -> None:
     assert _schema_differences(empty_engine)  # an empty database differs: the comparison can fail
     migrate(empty_engine)
     assert _schema_differences(empty_engine) == []
+
+
+def test_the_scheduler_table_is_not_ours_to_drop(empty_engine: Engine) -> None:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    from twin.scheduler import JOBS_TABLE
+
+    migrate(empty_engine)
+    SQLAlchemyJobStore(engine=empty_engine, tablename=JOBS_TABLE).start(None, "default")  # creates its table
+    assert JOBS_TABLE in inspect(empty_engine).get_table_names()
+    assert _schema_differences(empty_engine) == []  # autogenerate would not propose dropping it
+    with empty_engine.connect() as connection:
+        bare = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert ("remove_table", JOBS_TABLE) in [(diff[0], diff[1].name) for diff in bare if diff[0] == "remove_table"]

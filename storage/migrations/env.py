@@ -8,6 +8,7 @@ import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
 import storage.training  # noqa: F401
+from storage.database import migrated
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -20,6 +21,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_object=migrated,
         )
         context.run_migrations()
 
