@@ -52,20 +52,24 @@ class Relay:
 
 async def relay(
     expert: Expert, request: str, shareable: Sequence[L0Item], private: Sequence[L0Item], twin: LanguageModel,
-    twin_model: str, owner: str, budget: PromptBudget,
+    twin_model: str, owner: str, budget: PromptBudget, shareable_facts: str | None = None,
+    private_facts: str | None = None,
 ) -> Relay:
     """Enhance the request with what the expert may see, ask the expert, then check its answer for the owner.
 
-    `shareable` is memory retrieved for the expert's audience: only it can shape what the expert receives.
-    `private` is the owner's own memory: the critique goes back to the owner alone, so it may use everything.
+    `shareable` (L0) and `shareable_facts` (L1: bio and facts) are memory for the expert's audience: only they
+    can shape what the expert receives. `private` and `private_facts` are the owner's own memory: the critique
+    goes back to the owner alone, so it may use everything.
     """
+    shared_block = memory_block(shareable, budget, profile=shareable_facts)
     enhanced = await twin.complete_json(
-        enhance_prompt(owner, memory_block(shareable, budget), request, budget), EnhancedRequest, model=twin_model
+        enhance_prompt(owner, shared_block, request, budget), EnhancedRequest, model=twin_model
     )
     sent = [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": enhanced.request}]
     answer = await expert.client.complete(sent, model=expert.model)
     critique = await twin.complete_json(
-        critique_prompt(owner, memory_block(private, budget), enhanced.request, answer.text, budget), Critique,
+        critique_prompt(owner, memory_block(private, budget, profile=private_facts), enhanced.request, answer.text,
+                        budget), Critique,
         model=twin_model,
     )
     final = answer.text if critique.verdict == "fits" else critique.answer

@@ -162,8 +162,11 @@ class Responder:
         expert = self.experts[name]
         shareable = await self.retrieve(request, expert.audience)
         private = await self.retrieve(request, "owner")
+        shareable_facts = await self.profile_for(expert.audience, request)
+        private_facts = await self.profile_for("owner", request)
         model = self.router.model_for("owner")
-        result = await relay(expert, request, shareable, private, self.llm, model, self.owner_name, self.budget)
+        result = await relay(expert, request, shareable, private, self.llm, model, self.owner_name, self.budget,
+                             shareable_facts=shareable_facts, private_facts=private_facts)
         sent_request = result.sent[-1]["content"]
         text = f"{guard(result.answer)}\n\n(sent to {name}: {clip(sent_request, 300)})"
         return Answer(text, Mode.expert, model, result.context_ids, {

@@ -12,6 +12,7 @@ from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.messages import InboundMessage, Mode
 from core.pipeline import EMPTY, GARBLED, UNREACHABLE, Pipeline, reply_source_id
 from core.respond import EMPTY_ANSWER, guard
+from storage.facts import FactStore, NewFact
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Twin, Visibility
@@ -150,6 +151,20 @@ def test_expert_relay_sends_only_what_experts_may_see(
     assert critique["response_format"]["json_schema"]["name"] == "Critique"
     assert reply.details["expert_answer"] == expert_prompt
     assert "sent to gpt" in reply.text
+
+
+def test_experts_get_the_facts_their_audience_may_see_and_no_others(
+    app: TwinApp, llm: RecordingLLM, expert_llm: RecordingLLM
+) -> None:
+    facts = FactStore(app.store.engine)
+    facts.add(app.twin.id, NewFact("Ada races sailboats on Lake Constance", visibility=Visibility.public))
+    facts.add(app.twin.id, NewFact("Ada's sailing club password is galeforce", visibility=Visibility.private))
+    [reply] = run_messages(app, [message("/ask gpt which sailing jacket should I buy?")])
+    assert reply.mode == Mode.expert and reply.error is None
+    enhance_prompt, critique_prompt = llm.prompts()
+    assert "Lake Constance" in enhance_prompt and "galeforce" not in enhance_prompt
+    assert "Lake Constance" in expert_llm.prompts()[0] and "galeforce" not in expert_llm.prompts()[0]
+    assert "galeforce" in critique_prompt  # the critique is the owner's: it may use private facts
 
 
 def test_only_the_owner_may_relay_to_experts(app: TwinApp, llm: RecordingLLM, expert_llm: RecordingLLM) -> None:
