@@ -25,7 +25,7 @@ def train(
     audience: Annotated[AudienceOption, typer.Option(help="Whose adapter: trained only on what they may see.")]
     = AudienceOption.owner,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Training steps (default: two "
-                                                  "passes over the samples, at most 200).")] = None,
+                                                  "passes over the samples, at most 60).")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", min=16, help="Tokens per sample.")] = None,
     deploy: Annotated[bool, typer.Option("--deploy/--no-deploy", help="Serve it when trained.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
