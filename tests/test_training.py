@@ -339,3 +339,34 @@ def test_adapters_can_be_listed_rolled_back_and_withdrawn(twin_env: Path) -> Non
     assert statuses() == [("owner-v2", SERVING), ("owner-v1", WITHDRAWN)]
     assert not first.exists() and second.exists()
     assert runner.invoke(app, ["adapters", "withdraw", "owner-v9"]).exit_code == 1
+
+
+def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_pending(twin_env: Path) -> None:
+    import threading
+
+    from twin.l2 import request_retrain, retrain_one_at_a_time, retrain_runner
+    from twin.llm.files import file_lock
+
+    with open_twin(Settings()) as twin:
+        engine, twin_id = twin.store.engine, twin.twin.id
+        outcomes: list = []
+        with file_lock(adapters_dir(twin.settings) / ".retrain.lock"):  # another process is training
+            waiting = threading.Thread(target=lambda: outcomes.append(retrain_one_at_a_time(twin, "owner")))
+            waiting.start()
+            waiting.join(timeout=1.0)
+            assert waiting.is_alive() and outcomes == []  # it waits for the lock instead of racing for a name
+        waiting.join(timeout=30)
+        assert [outcome.status for outcome in outcomes] == ["too_few"]
+
+        request_retrain(engine, twin_id, "first", ["owner"])
+        first = pending_retrain(engine, twin_id)
+        runner = retrain_runner(twin)
+        done = asyncio.run(runner())  # takes up the first request
+        assert [outcome.audience for outcome in done] == ["owner"]
+        assert pending_retrain(engine, twin_id) is None
+        request_retrain(engine, twin_id, "second", ["stranger"])  # e.g. a forget while the job was training
+        second = pending_retrain(engine, twin_id)
+        assert second is not None and second["requested_at"] != first["requested_at"]
+        assert second["audiences"] == ["stranger"]  # the owner's request was handled: not carried over
+        assert [outcome.audience for outcome in asyncio.run(runner())] == ["stranger"]
+        assert pending_retrain(engine, twin_id) is None

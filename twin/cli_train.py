@@ -31,22 +31,19 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Train a LoRA adapter on the owner's own messages (SFT) and, unless --no-deploy, serve it."""
-    from training.loop import retrain
     from twin.app import open_twin
     from twin.cli import console, load_settings, out, progress_bar
-    from twin.l2 import retrain_deps
+    from twin.l2 import retrain_one_at_a_time
 
-    with open_twin(load_settings()) as app:
-        deps = retrain_deps(app, deploy=deploy)
-        with progress_bar() as bar:
-            task = bar.add_task(f"training the {audience.value} adapter", total=None)
+    with open_twin(load_settings()) as app, progress_bar() as bar:
+        task = bar.add_task(f"training the {audience.value} adapter", total=None)
 
-            def advance(step: int, total: int, loss: float | None) -> None:
-                text = f"training the {audience.value} adapter" + (f" (loss {loss:.3f})" if loss is not None else "")
-                bar.update(task, completed=step, total=total, description=text)
+        def advance(step: int, total: int, loss: float | None) -> None:
+            text = f"training the {audience.value} adapter" + (f" (loss {loss:.3f})" if loss is not None else "")
+            bar.update(task, completed=step, total=total, description=text)
 
-            outcome = retrain(deps, audience.value, max_steps=max_steps, deploy=deploy, progress=advance,
-                              max_length=max_length)
+        outcome = retrain_one_at_a_time(app, audience.value, deploy=deploy, max_steps=max_steps,
+                                        progress=advance, max_length=max_length)
     if as_json:
         out.print_json(json.dumps({"audience": outcome.audience, "status": outcome.status, "adapter": outcome.adapter,
                                    "samples": outcome.samples, "message": outcome.message, **outcome.metrics}))

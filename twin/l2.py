@@ -18,12 +18,16 @@ from storage.training_forgetting import TrainingForgetting
 from training.loop import RetrainDeps, RetrainOutcome, retrain
 from twin.app import TwinApp
 from twin.llm.endpoint import LLMServerError
+from twin.llm.files import file_lock
 from twin.llm.server import ManagedVLLM
 from twin.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRAIN_KEY = "retrain"  # platform_state (twin-wide): a pending retrain request and the last routine run
+# platform_state (twin-wide), two keys so that neither writer can overwrite the other's news: requests are
+# written only by those asking (/retrain, a forget), progress only by the retrain job.
+REQUEST_KEY = "retrain-request"  # {"requested_at", "reason", "audiences"}
+RUN_KEY = "retrain-run"  # {"handled": the requested_at it took up, "last_run"}
 ROUTINE_EVERY = timedelta(days=7)  # without a request, retrain (only if there is something new) weekly
 
 
@@ -91,18 +95,27 @@ def request_retrain(engine: Engine, twin_id: int, reason: str, audiences: list[s
     from twin.scheduler import run_retrain_now
 
     state = StateStore(engine)
-    current = state.get(twin_id, TWIN_WIDE, RETRAIN_KEY) or {}
-    wanted = sorted(set(current.get("audiences") or []) | set(audiences or AUDIENCES))
-    state.put(twin_id, TWIN_WIDE, RETRAIN_KEY, current | {
+    still_pending = pending_retrain(engine, twin_id) or {}
+    wanted = sorted(set(still_pending.get("audiences") or []) | set(audiences or AUDIENCES))
+    state.put(twin_id, TWIN_WIDE, REQUEST_KEY, {
         "requested_at": datetime.now(UTC).isoformat(), "reason": reason, "audiences": wanted,
     })
     run_retrain_now(twin_id)
 
 
 def pending_retrain(engine: Engine, twin_id: int) -> dict | None:
-    """The pending retrain request, if any: {'requested_at', 'reason', 'audiences'}."""
-    state = StateStore(engine).get(twin_id, TWIN_WIDE, RETRAIN_KEY) or {}
-    return state if state.get("requested_at") else None
+    """The retrain request the job has not taken up yet, if any: {'requested_at', 'reason', 'audiences'}."""
+    state = StateStore(engine)
+    request = state.get(twin_id, TWIN_WIDE, REQUEST_KEY) or {}
+    handled = (state.get(twin_id, TWIN_WIDE, RUN_KEY) or {}).get("handled")
+    return request if request.get("requested_at") and request["requested_at"] != handled else None
+
+
+def retrain_one_at_a_time(app: TwinApp, audience: str, *, deploy: bool = True, **options: object) -> RetrainOutcome:
+    """`training.loop.retrain` under a lock on the data dir: the job and `twin train` (any process) never train
+    at once, so two runs can neither pick the same adapter name nor share the CPU."""
+    with file_lock(adapters_dir(app.settings) / ".retrain.lock"):
+        return retrain(retrain_deps(app, deploy=deploy), audience, deploy=deploy, **options)  # type: ignore[arg-type]
 
 
 def on_withdrawn(app: TwinApp) -> Callable[[list[str]], None]:
@@ -127,22 +140,23 @@ def retrain_runner(app: TwinApp) -> Callable[[], Awaitable[list[RetrainOutcome]]
 
     def due() -> tuple[list[str], bool]:
         state = StateStore(engine)
-        current = state.get(twin_id, TWIN_WIDE, RETRAIN_KEY) or {}
-        if current.get("requested_at"):
-            state.put(twin_id, TWIN_WIDE, RETRAIN_KEY, {"last_run": datetime.now(UTC).isoformat()})
-            return list(current.get("audiences") or AUDIENCES), False
-        last = current.get("last_run")
+        run = state.get(twin_id, TWIN_WIDE, RUN_KEY) or {}
+        now = datetime.now(UTC).isoformat()
+        request = pending_retrain(engine, twin_id)
+        if request is not None:  # a request made after this read stays pending: `handled` names this one
+            state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"handled": request["requested_at"], "last_run": now})
+            return list(request.get("audiences") or AUDIENCES), False
+        last = run.get("last_run")
+        if last is not None and datetime.now(UTC) - datetime.fromisoformat(last) < ROUTINE_EVERY:
+            return [], True
+        state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"last_run": now})
         if last is None:  # the first start: the first routine run is a week away
-            state.put(twin_id, TWIN_WIDE, RETRAIN_KEY, {"last_run": datetime.now(UTC).isoformat()})
             return [], True
-        if datetime.now(UTC) - datetime.fromisoformat(last) < ROUTINE_EVERY:
-            return [], True
-        state.put(twin_id, TWIN_WIDE, RETRAIN_KEY, {"last_run": datetime.now(UTC).isoformat()})
         return list(AUDIENCES), True
 
     def run() -> list[RetrainOutcome]:
         audiences, only_if_new = due()
-        outcomes = [retrain(retrain_deps(app), audience, only_if_new=only_if_new) for audience in audiences]
+        outcomes = [retrain_one_at_a_time(app, audience, only_if_new=only_if_new) for audience in audiences]
         for outcome in outcomes:
             log.info("retrain %s: %s", outcome.audience, outcome.message)
         return outcomes
