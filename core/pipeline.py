@@ -114,6 +114,19 @@ class Pipeline:
         """What a crash left unanswered or undelivered on this platform, for the adapter to finish at start."""
         return await self.deliveries.unfinished(platform)
 
+    async def edited(self, message: InboundMessage) -> bool:
+        """An edit of a stored message: its L0 text and raw payload replaced, it and its neighbours re-indexed; no
+        answer. False (nothing stored) when the message was never stored or was forgotten."""
+        message = replace(message, text=clean_text(message.text))
+        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
+        # After the chat's queued messages; the indexer paused, as for a forget, so no batch races the revision.
+        async with lock, self.indexer.paused() if self.indexer else contextlib.nullcontext():
+            row = await asyncio.to_thread(self.store.revise, self.twin_id, message.platform, message.message_id,
+                                          message.text, message.raw)
+        if row is None:
+            log.info("ignoring an edit of %s/%s: not in memory", message.platform, message.message_id)
+        return row is not None
+
     async def record(self, message: InboundMessage) -> L0Item | Reply | None:
         """Append the message to L0 (once). For a message seen before: None when it was answered and delivered,
         its logged reply when that never reached the platform, else the stored item (answer it now)."""

@@ -370,3 +370,26 @@ class MemoryStore:
     def count(self, twin_id: int | None = None) -> int:
         """All L0 items (of one twin)."""
         return sum(self.count_by_source(twin_id).values())
+
+    def revise(self, twin_id: int, source: str, source_id: str, text: str, raw: dict | None) -> L0Item | None:
+        """An edited message: the stored item's text and raw payload replaced in place, then the item and the
+        neighbours whose index entries hold its words (the one before it, the CONTEXT_TURNS after) re-indexed.
+        None, and nothing written, when the item was never stored or was forgotten (a tombstone matches)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            if self.tombstones.buried(session, twin_id, [(source, source_id, text)], match_text=False)[0]:
+                return None
+            query = select(L0Item).where(L0Item.twin_id == twin_id, L0Item.source == source,
+                                         L0Item.source_id == source_id)
+            row = session.scalars(query).first()
+            if row is None:
+                return None
+            row.text, row.raw = text, raw
+            session.add(row)
+            session.commit()
+            in_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == row.chat)
+            later_in_chat = (L0Item.occurred_at > row.occurred_at) | (
+                (L0Item.occurred_at == row.occurred_at) & (L0Item.id > row.id))
+            after = select(L0Item.id).where(in_chat, later_in_chat)
+            later = list(session.scalars(after.order_by(L0Item.occurred_at, L0Item.id).limit(CONTEXT_TURNS)))
+        self.index_ids([row.id, *later])  # _index also gives the item just before them its new next turn
+        return row

@@ -43,6 +43,7 @@ class BotAPIServer:
         self.bot_user = dict(bot_user or BOT_USER)
         self.calls: list[Call] = []
         self.business_connections: dict[str, dict[str, Any]] = {}  # what getBusinessConnection knows
+        self.migrated: dict[int, int] = {}  # group chat id -> the supergroup it became (sendMessage there fails)
         self._updates: list[dict[str, Any]] = []
         self._faults: deque[tuple[str, int, dict[str, Any]]] = deque()
         self._next_update_id = itertools.count(1)
@@ -150,6 +151,10 @@ class BotAPIServer:
         if len(str(params["text"]).encode("utf-16-le")) // 2 > 4096:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
         chat_id = int(params["chat_id"])
+        if chat_id in self.migrated:  # as Telegram answers for a group upgraded to a supergroup
+            return 400, {"ok": False, "error_code": 400,
+                         "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                         "parameters": {"migrate_to_chat_id": self.migrated[chat_id]}}
         message = {"message_id": next(self._next_message_id), "date": int(time.time()), "from": self.bot_user,
                    "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
                    "text": params["text"]}

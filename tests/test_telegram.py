@@ -20,7 +20,7 @@ from core.autoreply import SAID
 from core.commands import COMMANDS
 from storage.memory import MemoryStore
 from storage.models import Twin
-from storage.search import HybridSearcher
+from storage.search import HybridSearcher, SearchScope
 from twin.app import TwinApp
 from twin.conversation import open_pipeline
 from twin.platforms import build_telegram
@@ -289,3 +289,71 @@ def test_webhook_mode_checks_the_secret_token(twin_app: TwinApp, bot_api: BotAPI
     [answer] = bot_api.sent()  # the redelivered update was not answered again
     assert "hello over the webhook" in answer["text"]
     assert not bot_api.called("getUpdates")
+
+
+def eve_says(message_id: int, text: str, date: int) -> dict[str, Any]:
+    """Eve's private message with this id (the captured one's sender and chat), at `date`."""
+    update = fixture("private_text")
+    update["message"] |= {"message_id": message_id, "text": text, "date": date}
+    return update
+
+
+@SQLITE
+def test_an_edit_revises_the_stored_message_and_its_neighbours_index_without_a_reply(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    llm.script.extend(["Hello Eve.", "I will check her calendar.", "Noted, thanks."])
+    edit = fixture("edited_message")  # message 10: "... free on Friday?" -> "... free on Saturday?"
+    never_stored = {"edited_message": edit["edited_message"] | {"message_id": 99, "text": "a Quixotrand edit"}}
+
+    async def scenario(adapter: TelegramAdapter) -> int:
+        for n, update in enumerate([eve_says(9, "hello there", 1735732700), fixture("private_text"),
+                                    eve_says(11, "and bring the underwater camera", 1735732900)]):
+            bot_api.push(update)
+            await bot_api.wait_sent(n + 1)
+        count = twin_app.store.count(twin_app.twin.id)
+        bot_api.push(edit)
+        bot_api.push(never_stored)
+        await processed(bot_api, adapter, 5)
+        return count
+
+    count_before = run_twin(twin_app, scenario)
+    store, twin_id = twin_app.store, twin_app.twin.id
+    assert len(bot_api.sent()) == 3, "an edit gets no reply"
+    assert store.count(twin_id) == count_before == 6, "and creates no item"
+    revised = store.by_source(twin_id, "telegram", "222222:10")
+    assert revised is not None and revised.text == "Hi, is Ada free on Saturday?"
+    assert revised.raw is not None and revised.raw["edit_date"] == 1735732860
+    assert store.by_source(twin_id, "telegram", "222222:99") is None  # an edit of nothing stored stores nothing
+    scope = SearchScope(twin_id=twin_id)
+    searcher = HybridSearcher(store)
+    # The old words are gone from every index entry that held them: the message's own, and its neighbours'
+    # (the message before it holds the next turn's words, the ones after hold the earlier turns').
+    assert searcher.search("Friday", scope, mode="lexical") == []
+    found = [result.item.source_id for result in searcher.search("Saturday", scope, mode="lexical")]
+    assert found[0] == "222222:10" and {"222222:9", "222222:11"} <= set(found)
+    assert searcher.search("is Ada free on Saturday?", scope)[0].item.source_id == "222222:10"
+    assert searcher.search("Quixotrand", scope, mode="lexical") == []
+
+
+@SQLITE
+def test_a_reply_to_a_group_that_became_a_supergroup_goes_to_the_new_chat(
+    twin_app: TwinApp, bot_api: BotAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    update = fixture("group_mention")
+    update["message"]["chat"] = {"id": -4012345678, "title": "Reef divers", "type": "group"}
+    bot_api.migrated[-4012345678] = -1009876543210  # the group was upgraded while the twin was answering
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(update)
+        await processed(bot_api, adapter, 1)
+        return bot_api.sent()
+
+    [answer] = run_twin(twin_app, scenario)
+    assert answer["chat_id"] == -1009876543210 and "what does Ada work on?" in answer["text"]
+    attempts = [(call.params["chat_id"], call.status) for call in bot_api.calls if call.method == "sendMessage"]
+    assert attempts == [(-4012345678, 400), (-1009876543210, 200)]  # the old chat once, not retried
+    assert "became supergroup -1009876543210" in caplog.text
+    message = twin_app.store.by_source(twin_app.twin.id, "telegram", "-4012345678:501")
+    assert message is not None
+    assert twin_app.store.by_source(twin_app.twin.id, "telegram", "-4012345678:501:reply") is not None

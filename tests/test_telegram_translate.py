@@ -14,8 +14,9 @@ import pytest
 from telegram import Update
 from telegram_server import BOT_USER
 
-from bots.telegram import business_connection_of, reply_target, split_message, to_inbound
+from bots.telegram import business_connection_of, reply_target, split_message, to_edit, to_inbound
 from bots.text import utf16_len
+from storage.forget import L0Forgetting
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Twin
@@ -45,7 +46,9 @@ EXPECTED: dict[str, dict[str, Any] | None] = {
     "group_bare_command": {"text": "/status"},
     "group_reply_to_bot": {"text": "and on weekends?"},
     "group_from_other_bot": None,
-    "edited_message": None,
+    "edited_message": None,  # an edit is not a new message: see EDITS
+    "edited_business_message": None,
+    "edited_group_message": None,
     "channel_post": None,
     "business_connection": None,
     "business_connection_disabled": None,
@@ -77,6 +80,38 @@ def test_updates_parsed_by_ptb_translate_like_the_raw_json(name: str) -> None:
     raw = fixture(name)
     assert to_inbound(Update.de_json(raw, None).to_dict(), BOT) == to_inbound(raw, BOT)
     assert business_connection_of(Update.de_json(raw, None).to_dict()) == business_connection_of(raw)
+
+
+EDITS: dict[str, dict[str, Any]] = {  # what to_edit makes of the edits: the original's ids, the new text
+    "edited_message": {"message_id": "222222:10", "chat_id": "222222", "sender_id": "222222",
+                       "text": "Hi, is Ada free on Saturday?", "to_owner": False},
+    "edited_business_message": {"message_id": "business:222222:55", "chat_id": "business:222222",
+                                "text": "Are you coming to the night dive tonight?", "to_owner": True},
+    "edited_group_message": {"message_id": "-1001234567890:501", "text": "what does Ada work on these days?"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_to_edit_on_captured_updates(name: str) -> None:
+    """Only edits translate as edits, with the original's ids, the new text and the edited payload as raw."""
+    raw = fixture(name)
+    edit = to_edit(raw, BOT)
+    assert edit == to_edit(Update.de_json(raw, None).to_dict(), BOT)
+    if name not in EDITS:
+        assert edit is None
+        return
+    assert edit is not None and edit.message.platform == "telegram"
+    assert {key: getattr(edit.message, key) for key in EDITS[name]} == EDITS[name]
+    payload = raw["edited_business_message" if edit.message.to_owner else "edited_message"]
+    assert edit.message.raw == payload and edit.edited_at == datetime.fromtimestamp(payload["edit_date"], UTC)
+
+
+def test_edits_by_bots_and_in_channels_are_not_edits_of_anything_stored() -> None:
+    by_bot = fixture("edited_message")
+    by_bot["edited_message"]["from"] |= {"is_bot": True}
+    in_channel = {"edited_channel_post": fixture("channel_post")["channel_post"]}
+    sticker = {"edited_message": fixture("private_sticker")["message"]}
+    assert to_edit(by_bot, BOT) is None and to_edit(in_channel, BOT) is None and to_edit(sticker, BOT) is None
 
 
 def test_reply_targets_quote_in_groups_and_answer_business_chats_as_the_owner() -> None:
@@ -141,3 +176,22 @@ def test_a_new_sender_written_from_many_chats_at_once_lands_every_time(store: Me
         added = list(pool.map(add, range(8)))
     assert all(len(ids) == 1 for ids in added)
     assert store.count(twin.id) == 8
+
+
+def test_revise_replaces_a_stored_message_and_never_brings_back_a_forgotten_one(store: MemoryStore, twin: Twin) -> None:
+    """MemoryStore.revise, which Telegram edits use: in place for a stored item; None for one never stored, and for
+    one forgotten even when a re-import put a row with its source id back (the tombstone decides)."""
+    def item(source_id: str, text: str) -> NewItem:
+        return NewItem(source="telegram", source_id=source_id, chat="222222", sender="Eve", sender_id="222222",
+                       text=text, occurred_at=datetime(2025, 1, 1, tzinfo=UTC))
+
+    store.add(twin.id, [item("222222:1", "free on Friday?"), item("222222:2", "a secret to forget")])
+    revised = store.revise(twin.id, "telegram", "222222:1", "free on Saturday?", {"edit_date": 1})
+    assert revised is not None and revised.text == "free on Saturday?"
+    assert store.by_source(twin.id, "telegram", "222222:1").raw == {"edit_date": 1}  # type: ignore[union-attr]
+    assert store.count(twin.id) == 2
+    assert store.revise(twin.id, "telegram", "222222:3", "never stored", None) is None
+    forgetting = L0Forgetting(store)
+    forgetting.remove(twin.id, [store.by_source(twin.id, "telegram", "222222:2")])  # type: ignore[list-item]
+    assert store.revise(twin.id, "telegram", "222222:2", "a secret to forget, edited", None) is None
+    assert store.by_source(twin.id, "telegram", "222222:2") is None and store.count(twin.id) == 1

@@ -57,7 +57,8 @@ def build_telegram(settings: Settings, app: TwinApp, pipeline: Pipeline) -> Adap
     )
     application = build_application(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
     connections = BusinessConnections(StateStore(app.store.engine), app.twin.id)
-    return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options, ledger=pipeline)
+    return TelegramAdapter(application, pipeline.handle, connections, pipeline.audiences, options, ledger=pipeline,
+                           revise=pipeline.edited)
 
 
 BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {

@@ -19,8 +19,10 @@ from bots.ordering import stored_then_in_turn
 from bots.telegram.inbound import (
     PLATFORM,
     BusinessConnection,
+    EditedMessage,
     business_connection_of,
     reply_target,
+    to_edit,
     to_inbound,
 )
 from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, with_retries
@@ -33,7 +35,9 @@ from storage.state import StateStore
 log = logging.getLogger(__name__)
 
 Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
-ALLOWED_UPDATES = ("message", "business_connection", "business_message")
+Reviser = Callable[[InboundMessage], Awaitable[bool]]  # an edit into L0 (Pipeline.edited): False when not stored
+ALLOWED_UPDATES = ("message", "edited_message", "business_connection", "business_message",
+                   "edited_business_message")
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,11 @@ class TelegramAdapter:
     """Receives updates (long polling or a webhook), hands each to the pipeline, sends the reply back."""
 
     def __init__(self, application: Application, handle: Handler, connections: BusinessConnections,
-                 audiences: AudienceResolver, options: TelegramOptions, ledger: DeliveryHooks | None = None) -> None:
+                 audiences: AudienceResolver, options: TelegramOptions, ledger: DeliveryHooks | None = None,
+                 revise: Reviser | None = None) -> None:
         self.application = application
         self.handle = handle
+        self.revise = revise  # edits revise the stored message; without it they are ignored
         self.ledger = ledger  # marks replies delivered; hands back what a crash left unfinished
         self.connections = connections
         self.audiences = audiences
@@ -180,6 +186,10 @@ class TelegramAdapter:
                 await self.connections.save(connection)
             log.info("Telegram Business connection %s: %s", connection.id, "on" if connection.enabled else "off")
             return
+        edit = to_edit(payload, self.bot.username)
+        if edit is not None:
+            await self._edited(edit, payload)
+            return
         message = to_inbound(payload, self.bot.username)
         if message is None:
             return
@@ -200,6 +210,18 @@ class TelegramAdapter:
                 return
             if self.ledger is not None:
                 await self.ledger.delivered(message)
+
+    async def _edited(self, edit: EditedMessage, payload: dict[str, Any]) -> None:
+        """An edit: after the chat's earlier updates (the original is stored by then), the stored message revised.
+        No reply; an edit of a message never stored (or forgotten) stores nothing."""
+        message = edit.message
+        async with stored_then_in_turn(self._lock(message.chat_id), _nothing()):
+            if self.revise is None:
+                return
+            if message.to_owner and not await self._owner_connected(payload["edited_business_message"]):
+                return
+            if await self.revise(message):
+                log.info("Telegram: %s was edited; memory revised", message.message_id)
 
     def _lock(self, key: str) -> asyncio.Lock:
         """One lock per chat (or business connection), taken in the order updates arrive."""

@@ -86,13 +86,53 @@ def _ignored(_payload: dict[str, Any], _bot_username: str) -> None:
 UPDATE_KINDS: dict[str, Translate] = {
     "message": _from_message,
     "business_message": _from_business_message,
-    # An edit does not ask again: the original is in L0 verbatim and was answered.
+    # An edit does not ask again: it revises the stored original in place (see to_edit), unanswered.
     "edited_message": _ignored,
     "edited_business_message": _ignored,
     "channel_post": _ignored,
     "edited_channel_post": _ignored,
     "business_connection": _ignored,  # state, not a message: see business_connection_of
     "deleted_business_messages": _ignored,
+}
+
+
+@dataclass(frozen=True)
+class EditedMessage:
+    """A message edited after it was sent: the new text for the item stored under the same message id."""
+
+    message: InboundMessage  # message_id, chat_id and sender as the original's; text and raw the edited ones
+    edited_at: datetime
+
+
+def to_edit(update: Update, bot_username: str) -> EditedMessage | None:
+    """The edit an `edited_message` / `edited_business_message` update carries, or None for other updates and
+    for edits the twin would not have stored the original of (a bot's, a channel's, one without words)."""
+    kind = update_kind(update)
+    translate = EDIT_KINDS.get(kind or "")
+    payload = update[kind] if kind else None
+    message = translate(payload, bot_username) if translate and payload else None
+    if message is None:
+        return None
+    edited_at = datetime.fromtimestamp(payload.get("edit_date") or payload["date"], UTC)
+    return EditedMessage(message=message, edited_at=edited_at)
+
+
+def _from_edited_message(message: dict[str, Any], bot_username: str) -> InboundMessage | None:
+    """Like _from_message, except that a group message needs no address: only one stored before is revised, and
+    an edit that drops the @mention keeps the message the bot's."""
+    text = message_text(message)
+    chat = message["chat"]
+    if text is None or _from_a_bot(message) or chat["type"] not in ("private", *GROUP_CHATS):
+        return None
+    if chat["type"] in GROUP_CHATS:
+        text = addressed_text(message, text, bot_username) or text
+    text = "/help" if _is_start(text) else text
+    return _inbound(message, text, chat_id=str(chat["id"]), message_id=f"{chat['id']}:{message['message_id']}")
+
+
+EDIT_KINDS: dict[str, Translate] = {
+    "edited_message": _from_edited_message,
+    "edited_business_message": _from_business_message,  # the same ids and checks as the original
 }
 
 

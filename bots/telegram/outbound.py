@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram import Bot, ReplyParameters
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from bots.telegram.inbound import ReplyTarget
@@ -97,14 +97,29 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 async def send_reply(bot: Bot, target: ReplyTarget, text: str, policy: RetryPolicy) -> list[int]:
-    """Send the text to the target in as many messages as it takes; their message ids."""
+    """Send the text to the target in as many messages as it takes; their message ids. A group that became a
+    supergroup (ChatMigrated) gets the rest at its new chat id, once."""
     sent: list[int] = []
+    migrated = False
     for index, part in enumerate(split_message(text)):
         quote = target.reply_to if index == 0 else None
-        message = await with_retries(lambda part=part, quote=quote: bot.send_message(
-            chat_id=target.chat_id, text=part, business_connection_id=target.business_connection_id,
-            message_thread_id=target.thread_id,
-            reply_parameters=ReplyParameters(quote, allow_sending_without_reply=True) if quote else None,
-        ), policy)
-        sent.append(message.message_id)
+        try:
+            sent.append(await _send_part(bot, target, part, quote, policy))
+        except TelegramDeliveryError as error:
+            moved = error.__cause__
+            if migrated or not isinstance(moved, ChatMigrated):
+                raise
+            log.warning("Telegram: chat %s became supergroup %s; sending there", target.chat_id, moved.new_chat_id)
+            target, migrated = replace(target, chat_id=int(moved.new_chat_id)), True
+            sent.append(await _send_part(bot, target, part, quote, policy))
     return sent
+
+
+async def _send_part(bot: Bot, target: ReplyTarget, part: str, quote: int | None, policy: RetryPolicy) -> int:
+    message = await with_retries(lambda: bot.send_message(
+        chat_id=target.chat_id, text=part, business_connection_id=target.business_connection_id,
+        message_thread_id=target.thread_id,
+        # the quoted message may not exist in a migrated chat: sent without the quote then
+        reply_parameters=ReplyParameters(quote, allow_sending_without_reply=True) if quote else None,
+    ), policy)
+    return message.message_id
