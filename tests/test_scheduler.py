@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from core.llm import OpenAIChatClient
@@ -145,3 +147,25 @@ def test_twin_run_jobs_extract_facts_on_the_apps_loop(store: MemoryStore, twin: 
 
     asyncio.run(go())
     assert [fact.text for fact in facts.current(twin.id)] == ["Ada's sister Grace visits in June"]
+
+
+def test_job_intervals_are_settings_and_a_bad_one_is_named(
+    store: MemoryStore, twin: Twin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWIN_JOBS", '{"extract_every": 45, "profile_every": 7200}')
+    settings = Settings(owner_name="Ada", llm_url="http://127.0.0.1:9/v1")
+    assert settings.jobs.extract_every == 45 and settings.jobs.retrain_every == SchedulerConfig().retrain_every
+    app = TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
+
+    async def intervals() -> dict[str, timedelta]:
+        async with httpx.AsyncClient(base_url=settings.llm_url) as http:
+            llm = OpenAIChatClient(http, default_model="base")
+            async with background_jobs(app, llm) as scheduler:
+                return {job.id: job.trigger.interval for job in scheduler.get_jobs()}
+
+    found = asyncio.run(intervals())
+    assert found[f"l1-extract:{twin.id}"] == timedelta(seconds=45)
+    assert found[f"profile-refresh:{twin.id}"] == timedelta(hours=2)
+    monkeypatch.setenv("TWIN_JOBS", '{"extract_every": -1}')
+    with pytest.raises(ValidationError, match=r"jobs\.extract_every"):
+        Settings()

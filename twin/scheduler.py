@@ -29,24 +29,13 @@ from storage.facts import FactStore
 from storage.memory import MemoryStore
 from storage.profiles import ProfileStore
 from twin.app import TwinApp
+from twin.settings import SchedulerConfig
 
 log = logging.getLogger(__name__)
 
 JOBS_TABLE = "apscheduler_jobs"  # created by APScheduler itself, beside the migrated tables
 # Runs missed while the twin was down still run (once: coalesced) if the twin is back within a day.
 MISFIRE_GRACE = 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """How often each job runs, and how extraction waits for a conversation to pause (seconds)."""
-
-    extract_every: float = 60.0  # look for unread L0 items this often
-    quiet_for: float = 30.0  # extract once nothing new arrived for this long (debounce) ...
-    max_wait: float = 300.0  # ... or once the oldest unread item has waited this long
-    profile_every: float = 3600.0  # check whether enough changed for a new bio and topics
-    optimize_every: float = 6 * 3600.0  # build the vector index's search graph over what was added
-    retrain_every: float = 600.0  # look for a retrain request (or the weekly routine run); /retrain runs it now
 
 
 @dataclass(frozen=True)
@@ -248,7 +237,7 @@ async def background_jobs(
     """The twin's background jobs, running on this loop while the context lasts (`twin run`)."""
     from twin.l2 import retrain_runner
 
-    config = config or SchedulerConfig()
+    config = config or app.settings.jobs
     register(app.twin.id, memory_jobs(app, llm, config))
     _RETRAINERS[app.twin.id] = retrain_runner(app)
     engine = create_database_engine(app.settings.resolved_database_url)  # the job store disposes its engine

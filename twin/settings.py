@@ -31,6 +31,21 @@ class ExpertSettings(BaseModel):
     timeout: float = Field(default=120.0, gt=0)
 
 
+class SchedulerConfig(BaseModel):
+    """How often each background job runs, and how extraction waits for a conversation to pause (seconds)."""
+
+    model_config = {"frozen": True}
+
+    extract_every: float = Field(default=60.0, gt=0, description="Look for unread L0 items this often.")
+    quiet_for: float = Field(default=30.0, ge=0, description="Extract once nothing new arrived for this long...")
+    max_wait: float = Field(default=300.0, ge=0, description="...or once the oldest unread item waited this long.")
+    profile_every: float = Field(default=3600.0, gt=0, description="Check whether enough changed for a new bio.")
+    optimize_every: float = Field(default=6 * 3600.0, gt=0, description="Build the vector search graph this often.")
+    retrain_every: float = Field(
+        default=600.0, gt=0, description="Look for a retrain request (or the weekly routine run); /retrain runs now."
+    )
+
+
 def default_data_dir() -> Path:
     """The per-user data directory, unless TWIN_DATA_DIR says otherwise."""
     return user_data_path("twin", appauthor=False)
@@ -107,6 +122,10 @@ class Settings(BaseSettings):
         default=None, gt=0,
         description="vLLM's repetition_penalty for free-text replies; unset: 1.15 on the local vLLM (the bundled "
         "135M model loops without it), nothing sent to a TWIN_LLM_URL server (OpenAI's API rejects the field).",
+    )
+    jobs: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description='Background job intervals in seconds (JSON), e.g. {"extract_every": 30, "profile_every": 7200}.',
     )
     experts: dict[str, ExpertSettings] = Field(
         default_factory=dict,
