@@ -352,3 +352,31 @@ def test_draft_mode_holds_back_answers_where_the_platform_shows_no_drafts(store:
 
     asyncio.run(autoreply.set("draft"))
     assert asyncio.run(answered("slack")) and not asyncio.run(answered("telegram"))  # no approval step there
+
+
+@SQLITE
+def test_a_slash_command_is_stored_on_arrival_and_answered_in_its_turn_in_the_channel(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM
+) -> None:
+    llm.delay = 3.0  # the mention before it is still being answered when the command arrives
+    trigger = f"trigger-{time.time_ns()}"
+    command = fixture("slash_command") | {"text": "status", "trigger_id": trigger,
+                                          "response_url": slack_api.response_url("twin")}
+
+    def stored() -> bool:
+        return twin_app.store.by_source(twin_app.twin.id, "slack", f"command:{trigger}") is not None
+
+    async def scenario(adapter: SlackAdapter, http: httpx.AsyncClient) -> tuple[bool, list[dict[str, Any]]]:
+        await send_event(http, fixture("app_mention"))  # in C01GENERAL, like the command
+        await slack_api.wait_for(lambda: len(llm.requests) == 1)
+        assert (await send_form(http, command)).status_code == 200  # acked at once
+        await slack_api.wait_for(stored, timeout=2.0)  # in memory while it waits: a crash now cannot lose it
+        answered_meanwhile = bool(slack_api.responses or slack_api.posted())
+        await slack_api.wait_for(lambda: bool(slack_api.responses), timeout=10.0)
+        return answered_meanwhile, slack_api.posted()
+
+    answered_meanwhile, posted = run_twin(twin_app, scenario)
+    assert not answered_meanwhile
+    assert len(posted) == 1 and "what does Ada work on?" in posted[0]["text"]  # the mention was answered first
+    [response] = slack_api.responses
+    assert response["text"].startswith("Up.") and response["response_type"] == "ephemeral"

@@ -281,16 +281,18 @@ class SlackAdapter:
                 log.error("Slack: draft %s: %s", draft_id, error)
 
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """`/twin ...`: acked at once, run as the core command, answered only to the person who typed it."""
+        """`/twin ...`: acked at once, then like a message (stored on arrival, run in its turn in the channel) as the
+        core command, answered only to the person who typed it."""
         await ack()
         message = command_to_inbound(body)
-        reply = await self.handle(message)
-        if reply is None or not reply.text.strip():
-            return
-        for part in split_text(reply.text, MESSAGE_LIMIT):
-            await respond(text=part, response_type="ephemeral")
-        if self.ledger is not None:
-            await self.ledger.delivered(message)
+        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
+            reply = await self.handle(await self._named(message))
+            if reply is None or not reply.text.strip():
+                return
+            for part in split_text(reply.text, MESSAGE_LIMIT):
+                await respond(text=part, response_type="ephemeral")
+            if self.ledger is not None:
+                await self.ledger.delivered(message)
 
     def _is_owner(self, user_id: str) -> bool:
         return user_id in self.options.owner_user_ids
