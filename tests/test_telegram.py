@@ -357,3 +357,23 @@ def test_a_reply_to_a_group_that_became_a_supergroup_goes_to_the_new_chat(
     message = twin_app.store.by_source(twin_app.twin.id, "telegram", "-4012345678:501")
     assert message is not None
     assert twin_app.store.by_source(twin_app.twin.id, "telegram", "-4012345678:501:reply") is not None
+
+
+@SQLITE
+def test_business_edits_revise_only_through_the_owners_connection(twin_app: TwinApp, bot_api: BotAPIServer) -> None:
+    edit = fixture("edited_business_message")  # message 55 through BCabc123, the owner's connection
+    through_mallory = {"edited_business_message": edit["edited_business_message"]
+                       | {"business_connection_id": "BCmallory", "text": "Mallory rewrote this"}}
+
+    async def scenario(adapter: TelegramAdapter) -> None:
+        bot_api.push({"business_connection": connection(ADA)})
+        bot_api.push({"business_connection": connection(MALLORY, "BCmallory")})
+        bot_api.push(fixture("business_message"))  # autoreply is off: stored, not answered
+        bot_api.push(edit)
+        bot_api.push(through_mallory)
+        await processed(bot_api, adapter, 5)
+
+    run_twin(twin_app, scenario)
+    stored = twin_app.store.by_source(twin_app.twin.id, "telegram", "business:222222:55")
+    assert stored is not None and stored.text == "Are you coming to the night dive tonight?"
+    assert twin_app.store.count(twin_app.twin.id) == 1 and bot_api.sent() == []
