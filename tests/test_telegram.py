@@ -334,6 +334,8 @@ def test_an_edit_revises_the_stored_message_and_its_neighbours_index_without_a_r
     assert found[0] == "222222:10" and {"222222:9", "222222:11"} <= set(found)
     assert searcher.search("is Ada free on Saturday?", scope)[0].item.source_id == "222222:10"
     assert searcher.search("Quixotrand", scope, mode="lexical") == []
+    asked = bot_api.called("getUpdates")[0]["allowed_updates"]  # Telegram sends edits only when asked for them
+    assert {"edited_message", "edited_business_message"} <= set(asked)
 
 
 @SQLITE
