@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, String, cast, create_engine, event, func
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,6 +24,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # SQLite's lower() and LIKE fold ASCII only: "MÜLLER" must match "müller" when the owner forgets it.
+    dbapi_connection.create_function(CASEFOLD, 1, _casefold, deterministic=True)
+
+
+CASEFOLD = "twin_casefold"
+
+
+def _casefold(text: object) -> str | None:
+    return None if text is None else str(text).casefold()
+
+
+def _json(value: object) -> str:
+    """JSON as stored: UTF-8 text, not \\u escapes, so what is searched (and forgotten) is what was said."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def contains_text(engine: Engine, column: ColumnElement, text: str) -> ColumnElement[bool]:
+    """A case-insensitive substring test in every script: SQLite through Python's casefold, PostgreSQL through
+    ILIKE (which folds by the database's LC_CTYPE: ASCII only under the C locale)."""
+    if engine.dialect.name == "sqlite":
+        return func.twin_casefold(cast(column, String)).contains(text.strip().casefold(), autoescape=True)
+    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return cast(column, String).ilike(f"%{escaped}%", escape="\\")
 
 
 def create_database_engine(url: str) -> Engine:
@@ -31,10 +55,10 @@ def create_database_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, json_serializer=_json)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=_json)
 
 
 def alembic_config(engine: Engine) -> Config:

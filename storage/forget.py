@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, and_, cast, delete, select
+from sqlalchemy import and_, delete, select
 from sqlmodel import Session
 
-from storage.database import checkpoint
+from storage.database import checkpoint, contains_text
 from storage.errors import StorageError
 from storage.memory import CONTEXT_TURNS, MemoryStore
 from storage.models import L0Item
@@ -42,11 +42,6 @@ class ForgetQuery:
         return " and ".join(parts) or "nothing"
 
 
-def _like(text: str) -> str:
-    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 class L0Forgetting:
     """The L0 layer of forgetting."""
 
@@ -59,9 +54,9 @@ class L0Forgetting:
             return []
         conditions = [L0Item.twin_id == twin_id]
         if query.text:
-            pattern = _like(query.text)
-            conditions.append(L0Item.text.ilike(pattern, escape="\\")
-                              | cast(L0Item.raw, String).ilike(pattern, escape="\\"))
+            engine = self.store.engine
+            conditions.append(contains_text(engine, L0Item.text, query.text)
+                              | contains_text(engine, L0Item.raw, query.text))
         if query.message_ids:
             conditions.append(L0Item.id.in_(query.message_ids))
         if query.chat:

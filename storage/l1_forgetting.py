@@ -3,15 +3,12 @@ profile version written from them. A layer of the Forgetter: it runs before the 
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, String, cast, delete, func, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlmodel import Session
 
+from storage.database import contains_text
 from storage.forget import ForgetQuery
 from storage.models import Fact, FactSource, ProfileVersion
-
-
-def _contains(column: object, text: str) -> object:
-    return func.lower(cast(column, String)).contains(text.lower(), autoescape=True)
 
 
 class L1Forgetting:
@@ -48,7 +45,7 @@ class L1Forgetting:
         drawn = select(FactSource.fact_id).where(FactSource.twin_id == twin_id, FactSource.l0_item_id.in_(l0_ids))
         matches = [Fact.id.in_(drawn), Fact.id.in_(query.fact_ids)]
         if query.text and not (query.message_ids or query.chat or query.before):  # words alone: facts saying them
-            matches.append(_contains(Fact.text, query.text))
+            matches.append(contains_text(session.get_bind(), Fact.text, query.text))
         return list(session.scalars(select(Fact).where(Fact.twin_id == twin_id, or_(*matches)).order_by(Fact.id)))
 
     @staticmethod
@@ -61,8 +58,8 @@ class L1Forgetting:
         for row in session.scalars(select(ProfileVersion).where(ProfileVersion.twin_id == twin_id)):
             sources = row.sources or {}
             used = set(sources.get("facts", [])) & fact_ids or set(sources.get("items", [])) & l0_ids
-            text = f"{row.global_bio}\n{row.status_bio}\n{row.topics}".lower()
-            if used or (query.text and query.text.lower() in text):
+            text = f"{row.global_bio}\n{row.status_bio}\n{row.topics}".casefold()
+            if used or (query.text and query.text.strip().casefold() in text):
                 found.add(row.version)
         return sorted(found)
 

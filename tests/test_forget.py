@@ -118,3 +118,29 @@ def test_forget_by_chat_and_date_keeps_everything_else(data_dir: Path, tmp_path:
     assert remaining == {"Got it, thanks a lot", "Tomatoes are watered",
                          "The quarterly report draft is in the shared folder"}
     assert runner.invoke(app, ["forget", "--yes"]).exit_code == 2  # nothing named: refused, nothing removed
+
+
+def test_forget_matches_any_script_in_any_case_and_inside_raw_payloads(store, twin) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    from storage.facts import FactStore, NewFact
+    from storage.forget import ForgetQuery, L0Forgetting
+    from storage.items import NewItem
+    from storage.l1_forgetting import L1Forgetting
+
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    store.add(twin.id, [
+        NewItem(source="t", source_id="1", chat="c", sender="Ada", text="Termin bei Frau ÖZTÜRK-MÜLLER am Montag",
+                occurred_at=at),
+        NewItem(source="t", source_id="2", chat="c", sender="Ada", text="[photo]", occurred_at=at,
+                raw={"caption": "Ærøskøbing harbour at dawn"}),
+        NewItem(source="t", source_id="3", chat="c", sender="Ada", text="Lunch with Bob", occurred_at=at),
+    ])
+    FactStore(store.engine).add(twin.id, NewFact("Ada sees Öztürk-Müller every Monday"))
+    l0, l1 = L0Forgetting(store), L1Forgetting(store.engine)
+    raw_match = [item.source_id for item in l0.find(twin.id, ForgetQuery(text="Ærøskøbing"))]
+    assert raw_match == ["2"]  # stored as UTF-8 text, not \u escapes, so the words are found where they are
+    if store.engine.dialect.name == "sqlite":  # PostgreSQL folds by its locale: the test cluster's is C
+        query = ForgetQuery(text="öztürk-müller")
+        assert [item.source_id for item in l0.find(twin.id, query)] == ["1"]
+        assert len(l1.find(twin.id, query, set())) == 1
