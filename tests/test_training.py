@@ -350,7 +350,7 @@ def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_
     with open_twin(Settings()) as twin:
         engine, twin_id = twin.store.engine, twin.twin.id
         outcomes: list = []
-        with file_lock(adapters_dir(twin.settings) / ".retrain.lock"):  # another process is training
+        with file_lock(twin.settings.run_dir / "retrain.lock"):  # another process is training
             waiting = threading.Thread(target=lambda: outcomes.append(retrain_one_at_a_time(twin, "owner")))
             waiting.start()
             waiting.join(timeout=1.0)

@@ -114,7 +114,7 @@ def pending_retrain(engine: Engine, twin_id: int) -> dict | None:
 def retrain_one_at_a_time(app: TwinApp, audience: str, *, deploy: bool = True, **options: object) -> RetrainOutcome:
     """`training.loop.retrain` under a lock on the data dir: the job and `twin train` (any process) never train
     at once, so two runs can neither pick the same adapter name nor share the CPU."""
-    with file_lock(adapters_dir(app.settings) / ".retrain.lock"):
+    with file_lock(app.settings.run_dir / "retrain.lock"):
         return retrain(retrain_deps(app, deploy=deploy), audience, deploy=deploy, **options)  # type: ignore[arg-type]
 
 
