@@ -16,7 +16,7 @@ from sqlmodel import Session
 from storage.embeddings import Embedder
 from storage.items import NewItem
 from storage.lexical import Bm25Encoder
-from storage.models import Direction, Identity, L0Item, Person, Twin, Visibility
+from storage.models import Direction, Identity, ItemKind, L0Item, Person, Twin, Visibility
 from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
@@ -37,6 +37,7 @@ class AddResult:
 
 CONTEXT_TURNS = 2  # earlier messages of the same chat indexed along with a message
 CONTEXT_WEIGHT = 0.3  # BM25 weight of their words against the message's own: a message outranks its replies
+TWIN_WORDS = (ItemKind.reply, ItemKind.expert)  # what the twin itself wrote: never context for other items
 NEXT_WEIGHT = 0.3  # the same for the message after it: an answer's words find the question (LoCoMo all@10 +1.6)
 
 
@@ -267,15 +268,22 @@ class MemoryStore:
 
     def _turns(self, rows: list[L0Item]) -> dict[int, Turn]:
         """Each row's place in its chat (by time, then id), read in SQL: the CONTEXT_TURNS items before it and
-        the one after; plus the same for the item just before each chat's first row, whose next turn is new."""
+        the one after; plus the same for the item just before each chat's first row, whose next turn is new.
+
+        The twin's own words (its replies, expert relays) are nobody's context: a model's mistake must not make
+        a message findable by words nobody said. They get their own entry only, and change no neighbour."""
         by_chat: dict[tuple[int, str], list[L0Item]] = defaultdict(list)
         for row in rows:
             by_chat[(row.twin_id, row.chat)].append(row)
         turns: dict[int, Turn] = {}
         with Session(self.engine, expire_on_commit=False) as session:
             for (twin_id, chat), members in by_chat.items():
-                first, last = min(r.occurred_at for r in members), max(r.occurred_at for r in members)
-                in_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == chat)
+                said = [row for row in members if row.kind not in TWIN_WORDS]
+                turns |= {row.id: Turn(row, [], None) for row in members if row.kind in TWIN_WORDS}
+                if not said:
+                    continue
+                first, last = min(r.occurred_at for r in said), max(r.occurred_at for r in said)
+                in_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == chat) & L0Item.kind.notin_(TWIN_WORDS)
                 before = select(L0Item).where(in_chat, L0Item.occurred_at < first)
                 before = before.order_by(L0Item.occurred_at.desc(), L0Item.id.desc()).limit(CONTEXT_TURNS + 1)
                 during = select(L0Item).where(in_chat, L0Item.occurred_at.between(first, last))
@@ -284,7 +292,7 @@ class MemoryStore:
                 found = [*session.scalars(before), *session.scalars(during), *session.scalars(after)]
                 timeline = sorted(found, key=lambda r: (r.occurred_at, r.id))
                 position = {r.id: i for i, r in enumerate(timeline)}
-                wanted = {position[row.id] for row in members}
+                wanted = {position[row.id] for row in said}
                 wanted |= {at - 1 for at in wanted if at > 0 and at - 1 not in wanted}
                 for at in wanted:
                     earlier = timeline[max(0, at - CONTEXT_TURNS) : at]

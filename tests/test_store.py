@@ -369,3 +369,17 @@ def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
     assert [hit.id for hit in ranked] == [1, 2, 7, 9]  # 2 follows 1: both lifted, 2 passes 7
     assert {hit.id: round(hit.score, 3) for hit in ranked} == {1: 1.16, 2: 1.0, 7: 0.9, 9: 0.1}
     assert with_neighbours(fused, found, share=0.0) == [Hit(1, 1.0), Hit(7, 0.9, 6), Hit(2, 0.8, 1), Hit(9, 0.1, 8)]
+
+
+def test_the_twins_own_words_are_no_ones_context(store: MemoryStore, twin: Twin, searcher: HybridSearcher) -> None:
+    from storage.models import ItemKind
+
+    store.add(twin.id, [
+        item("ask", "Where should we eat tonight?", chat="dinner", sender="Mia"),
+        NewItem(source="test", source_id="ask:reply", chat="dinner", sender="Ada's twin", text="Try the Zanzibar Grill",
+                occurred_at=T0 + timedelta(minutes=1), kind=ItemKind.reply),
+        item("next", "Sounds good, booking it", chat="dinner", sender="Mia", at=T0 + timedelta(minutes=2)),
+    ])
+    found = source_ids(searcher.search("Zanzibar Grill", SearchScope(twin.id), mode="lexical"))
+    assert found == ["ask:reply"]  # neither the question before it nor the message after it holds its words
+    assert source_ids(searcher.search("booking", SearchScope(twin.id), mode="lexical")) == ["next", "ask"]
