@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from storage.database import checkpoint, contains_text
 from storage.errors import StorageError
-from storage.memory import CONTEXT_TURNS, MemoryStore
+from storage.memory import MemoryStore
 from storage.models import L0Item
 
 
@@ -71,7 +71,7 @@ class L0Forgetting:
         if not items:
             return 0
         ids = [item.id for item in items]
-        neighbours = self._neighbours(twin_id, items)
+        neighbours = self._neighbours(items)
         with Session(self.store.engine) as session:
             self.store.tombstones.bury(session, twin_id, [(i.source, i.source_id, i.text) for i in items])
             for start in range(0, len(ids), 500):
@@ -84,23 +84,10 @@ class L0Forgetting:
         self.purge()
         return len(ids)
 
-    def _neighbours(self, twin_id: int, items: list[L0Item]) -> list[int]:
-        """Items whose indexed fields hold words of these: the next CONTEXT_TURNS and the one before, per chat."""
-        found: list[int] = []
+    def _neighbours(self, items: list[L0Item]) -> list[int]:
+        """Items whose index fields hold words of these (the turns said around them in their chats)."""
         with Session(self.store.engine) as session:
-            for item in items:
-                same_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == item.chat) & (L0Item.id != item.id)
-                after = (
-                    select(L0Item.id).where(same_chat, L0Item.occurred_at >= item.occurred_at)
-                    .order_by(L0Item.occurred_at, L0Item.id).limit(CONTEXT_TURNS)
-                )
-                before = (
-                    select(L0Item.id).where(same_chat, L0Item.occurred_at <= item.occurred_at)
-                    .order_by(L0Item.occurred_at.desc(), L0Item.id.desc()).limit(1)
-                )
-                found.extend(session.scalars(after))
-                found.extend(session.scalars(before))
-        return found
+            return [id for item in items for id in self.store.holding_words_of(session, item)]
 
     def purge(self) -> None:
         """Make deleted bytes unreadable: vector segments vacuumed, SQLite WAL folded and truncated, PG vacuumed."""

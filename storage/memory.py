@@ -250,8 +250,8 @@ class MemoryStore:
             ]
         )
         # The message just before each run of new ones now has a next turn: only its BM25 fields change.
-        before = {id: self._sparse(turn.item, turn) for id, turn in turns.items() if id not in {r.id for r in rows}}
-        self.index.update_sparse(before)
+        new = {row.id for row in rows}
+        self.index.update_sparse({id: self._sparse(turn.item, turn) for id, turn in turns.items() if id not in new})
 
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:
         """BM25 of the item itself plus, weighted down, of the messages around it (fields, as in BM25F)."""
@@ -394,10 +394,19 @@ class MemoryStore:
             row.text, row.raw = text, raw
             session.add(row)
             session.commit()
-            in_chat = (L0Item.twin_id == twin_id) & (L0Item.chat == row.chat)
-            later_in_chat = (L0Item.occurred_at > row.occurred_at) | (
-                (L0Item.occurred_at == row.occurred_at) & (L0Item.id > row.id))
-            after = select(L0Item.id).where(in_chat, later_in_chat)
-            later = list(session.scalars(after.order_by(L0Item.occurred_at, L0Item.id).limit(CONTEXT_TURNS)))
-        self.index_ids([row.id, *later])  # _index also gives the item just before them its new next turn
+            neighbours = self.holding_words_of(session, row)
+        self.index_ids([row.id, *neighbours])
         return row
+
+    @staticmethod
+    def holding_words_of(session: Session, item: L0Item) -> list[int]:
+        """The items whose index fields hold this item's words: the CONTEXT_TURNS said after it in its chat (their
+        earlier turns) and the one said before it (its next turn). The twin's own words are no one's context."""
+        said = (L0Item.twin_id == item.twin_id) & (L0Item.chat == item.chat) & L0Item.kind.notin_(TWIN_WORDS)
+        after = (L0Item.occurred_at > item.occurred_at) | (
+            (L0Item.occurred_at == item.occurred_at) & (L0Item.id > item.id))
+        before = (L0Item.occurred_at < item.occurred_at) | (
+            (L0Item.occurred_at == item.occurred_at) & (L0Item.id < item.id))
+        later = select(L0Item.id).where(said, after).order_by(L0Item.occurred_at, L0Item.id).limit(CONTEXT_TURNS)
+        earlier = select(L0Item.id).where(said, before).order_by(L0Item.occurred_at.desc(), L0Item.id.desc()).limit(1)
+        return [*session.scalars(later), *session.scalars(earlier)]

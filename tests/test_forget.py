@@ -144,3 +144,28 @@ def test_forget_matches_any_script_in_any_case_and_inside_raw_payloads(store, tw
         query = ForgetQuery(text="öztürk-müller")
         assert [item.source_id for item in l0.find(twin.id, query)] == ["1"]
         assert len(l1.find(twin.id, query, set())) == 1
+
+
+def test_forget_reindexes_every_message_that_held_its_words_past_the_twins_replies(store, twin) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime, timedelta
+
+    from storage.forget import ForgetQuery, L0Forgetting
+    from storage.items import NewItem
+    from storage.models import ItemKind
+    from storage.search import HybridSearcher, SearchScope
+
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    lines = [("a", "Bea", "my locker code is Zyqvorth", ItemKind.message), ("a:reply", "twin", "Noted", ItemKind.reply),
+             ("b", "Bea", "thanks", ItemKind.message), ("b:reply", "twin", "Anytime", ItemKind.reply),
+             ("c", "Bea", "see you tomorrow", ItemKind.message)]
+    store.add(twin.id, [
+        NewItem(source="t", source_id=sid, chat="c", sender=who, text=text, kind=kind,
+                occurred_at=at + timedelta(minutes=n))
+        for n, (sid, who, text, kind) in enumerate(lines)
+    ])
+    searcher = HybridSearcher(store)
+    held = {r.item.source_id for r in searcher.search("Zyqvorth", SearchScope(twin.id), mode="lexical")}
+    assert held == {"a", "b", "c"}  # b and c carry it as an earlier turn, across the twin's replies
+    forgetting = L0Forgetting(store)
+    forgetting.remove(twin.id, forgetting.find(twin.id, ForgetQuery(text="Zyqvorth")))
+    assert searcher.search("Zyqvorth", SearchScope(twin.id), mode="lexical") == []
