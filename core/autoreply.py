@@ -11,6 +11,7 @@ from storage.state import TWIN_WIDE, StateStore
 
 AUTOREPLY_KEY = "autoreply"
 MODES = ("on", "off", "draft")
+DIRECT, DRAFT = "direct", "draft"  # how a message is answered (Autoreply.decide), kept in Reply.details
 DRAFTING_PLATFORMS = frozenset({"slack"})  # adapters that show drafts to the owner (Approve / Edit / Discard)
 SAID = {
     "on": "Autoreply is on: I answer messages sent to you (your Telegram Business chats, Slack DMs and mentions) "
@@ -40,14 +41,18 @@ class Autoreply:
             raise ValueError(f"autoreply mode must be one of {MODES}, got {mode!r}")
         await asyncio.to_thread(self.state.put, self.twin_id, TWIN_WIDE, AUTOREPLY_KEY, {"mode": mode})
 
-    async def answers(self, message: InboundMessage, speaker: Speaker) -> bool:
-        """Whether to answer: always, unless the message went to the owner's own account (then only while on)."""
+    async def decide(self, message: InboundMessage, speaker: Speaker) -> str | None:
+        """How to answer: DIRECT, as a DRAFT for the owner to approve, or None (not at all). Messages to the twin
+        are answered directly; messages to the owner's own account only while autoreply is on. Decided once per
+        message: the adapter posts by this verdict, never by a second read of a switch that may have moved."""
         if not message.to_owner:
-            return True
+            return DIRECT
         if speaker.trust == "owner":  # the owner writing in their own chats: memory, not a question to the twin
-            return False
+            return None
         mode = await self.mode()
-        return mode == "on" or (mode == "draft" and message.platform in DRAFTING_PLATFORMS)
+        if mode == "draft" and message.platform in DRAFTING_PLATFORMS:
+            return DRAFT
+        return DIRECT if mode == "on" else None
 
     async def command(self, args: str) -> Answer:
         """`/autoreply on|off|draft` switches; a bare `/autoreply` says the current setting."""

@@ -12,7 +12,7 @@ from functools import partial
 from weakref import WeakValueDictionary
 
 from core.audience import AudienceResolver
-from core.autoreply import Autoreply
+from core.autoreply import DRAFT, Autoreply
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
 from core.delivery import Deliveries, stored_reply
 from core.forgetting import ForgetConversation
@@ -89,12 +89,15 @@ class Pipeline:
         speaker = await asyncio.to_thread(
             self.audiences.identify, message.platform, message.sender_id, message.sender_name
         )
-        if not await self.autoreply.answers(message, speaker):
+        verdict = await self.autoreply.decide(message, speaker)
+        if verdict is None:
             if receipt is not None:
                 await receipt  # the row must exist before it is marked skipped
             await self.deliveries.skipped(message)
             return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
         reply = await self.respond(message, stored, speaker)
+        if verdict == DRAFT:  # logged with the reply, so a resend after a crash is a draft too
+            reply = replace(reply, details={**reply.details, "draft": True})
         if reply.error is None:
             await self.log_reply(message, reply)  # the reply row marks "answered"; the ledger waits for delivery
             self._answered_here.add((message.platform, message.message_id))
@@ -231,7 +234,7 @@ class Pipeline:
         if speaker.trust != "owner":
             return Answer(f"I am {self.owner_name}'s twin, and I am up.", Mode.command)
         count = await asyncio.to_thread(self.store.count, self.twin_id)
-        model = self.responder.router.model_for("owner")
+        model = await self.responder.model_for("owner")
         experts = ", ".join(sorted(self.responder.experts)) or "none"
         return Answer(f"Up. Memory: {count} items. Model: {model}. Experts: {experts}.", Mode.command)
 

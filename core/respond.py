@@ -128,6 +128,10 @@ class Responder:
         found = [r.item for r in results if r.item.id not in skip and r.item.kind != ItemKind.reply]
         return found[: self.budget.memory_items]
 
+    async def model_for(self, audience: str) -> str:
+        """The served model for this audience: the router reads the adapter registry, off the event loop."""
+        return await asyncio.to_thread(self.router.model_for, audience)
+
     async def profile_for(self, audience: str, query: str) -> str | None:
         """The L1 profile and facts this audience may see, most related to the query first."""
         if self.profile is None:
@@ -143,7 +147,7 @@ class Responder:
         else:
             messages = on_behalf_prompt(self.owner_name, speaker.name, block, history, text, self.budget)
             mode = Mode.on_behalf
-        model = self.router.model_for(speaker.trust)
+        model = await self.model_for(speaker.trust)
         completion = await self.llm.complete(messages, model=model)
         return Answer(guard(completion.text), mode, completion.model, tuple(item.id for item in memory))
 
@@ -153,7 +157,7 @@ class Responder:
         memory = await self.retrieve(query, target.trust)
         profile = await self.profile_for(target.trust, query)
         messages = introduce_prompt(self.owner_name, target.name, memory_block(memory, self.budget, profile=profile))
-        completion = await self.llm.complete(messages, model=self.router.model_for(target.trust))
+        completion = await self.llm.complete(messages, model=await self.model_for(target.trust))
         return Answer(guard(completion.text), Mode.introduce, completion.model, tuple(item.id for item in memory),
                       {"target": target.name, "target_audience": target.trust})
 
@@ -164,7 +168,7 @@ class Responder:
         private = await self.retrieve(request, "owner")
         shareable_facts = await self.profile_for(expert.audience, request)
         private_facts = await self.profile_for("owner", request)
-        model = self.router.model_for("owner")
+        model = await self.model_for("owner")
         result = await relay(expert, request, shareable, private, self.llm, model, self.owner_name, self.budget,
                              shareable_facts=shareable_facts, private_facts=private_facts)
         sent_request = result.sent[-1]["content"]

@@ -264,6 +264,24 @@ def test_draft_mode_asks_the_owner_first_approve_posts_discard_does_not(
 
 
 @SQLITE
+def test_an_answer_decided_as_a_draft_stays_a_draft_when_autoreply_changes_meanwhile(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM
+) -> None:
+    async def scenario(adapter: SlackAdapter, http: httpx.AsyncClient) -> None:
+        await slash(http, slack_api, "autoreply draft")
+        llm.delay = 1.5  # the owner switches while the answer is being written
+        await send_event(http, fixture("dm_to_owner"))
+        await slack_api.wait_for(lambda: len(llm.requests) >= 1)
+        assert (await slash(http, slack_api, "autoreply off"))["text"] == SAID["off"]
+        await slack_api.wait_posted(1)
+
+    run_twin(twin_app, scenario)
+    [draft] = slack_api.posted()
+    assert draft["channel"] == ADA  # proposed to Ada as decided, never posted to Eve unapproved
+    assert [e["action_id"] for e in draft["blocks"][-1]["elements"]][0] == "twin_draft_approve"
+
+
+@SQLITE
 def test_edit_opens_a_modal_and_the_owners_text_is_sent(twin_app: TwinApp, slack_api: SlackAPIServer) -> None:
     draft_id = "D0ADAEVE:1735732806.000700"
 
@@ -346,12 +364,13 @@ def test_draft_mode_holds_back_answers_where_the_platform_shows_no_drafts(store:
     autoreply = Autoreply(StateStore(store.engine), twin.id)
     eve = Speaker(person_id=None, name="Eve", trust="stranger")
 
-    async def answered(platform: str) -> bool:
+    async def answered(platform: str) -> str | None:
         message = InboundMessage(platform, "D0ADAEVE:1.0", "D0ADAEVE", EVE, "Eve", "hi", to_owner=True)
-        return await autoreply.answers(message, eve)
+        return await autoreply.decide(message, eve)
 
     asyncio.run(autoreply.set("draft"))
-    assert asyncio.run(answered("slack")) and not asyncio.run(answered("telegram"))  # no approval step there
+    assert asyncio.run(answered("slack")) == "draft"
+    assert asyncio.run(answered("telegram")) is None  # no approval step there
 
 
 @SQLITE

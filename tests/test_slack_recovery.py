@@ -13,7 +13,9 @@ from slack_server import SlackAPIServer
 from test_slack import ADA, SQLITE, fixture, run_twin, send_event, slack_api, twin_app  # noqa: F401 - fixtures
 
 from bots.slack import SlackAdapter, command_to_inbound
+from core.autoreply import Autoreply
 from storage.deliveries import DELIVERED, RECEIVED, DeliveryLedger
+from storage.state import StateStore
 from twin.app import TwinApp
 from twin.conversation import open_pipeline
 from twin.testing import RecordingLLM
@@ -86,7 +88,7 @@ def test_a_draft_the_owner_already_got_is_not_sent_again(
     asked = "C01GENERAL:1735732804.000500"  # channel_message_mentioning_owner.json
 
     async def drafted(adapter: SlackAdapter, http: Any) -> None:
-        await adapter.autoreply.set("draft")
+        await Autoreply(StateStore(twin_app.store.engine), twin_app.twin.id).set("draft")
         await send_event(http, fixture("channel_message_mentioning_owner"))
         await slack_api.wait_for(lambda: state(twin_app, asked) == DELIVERED)
 

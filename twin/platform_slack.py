@@ -49,7 +49,7 @@ def build_slack(settings: Settings, app: TwinApp, pipeline: Pipeline) -> SlackAd
     client = build_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     drafts = DraftStore(StateStore(app.store.engine), app.twin.id)
     app_ = build_app(client, signing.get_secret_value() if signing else None)
-    return SlackAdapter(app_, pipeline.handle, pipeline.autoreply, drafts, options, ledger=pipeline)
+    return SlackAdapter(app_, pipeline.handle, drafts, options, ledger=pipeline)
 
 
 async def check_slack(settings: Settings) -> str:

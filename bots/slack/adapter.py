@@ -34,7 +34,6 @@ from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post, reply_metadata
 from bots.slack.recovery import answer_privately, parts_in_slack, post_once
 from bots.text import split_text
-from core.autoreply import Autoreply
 from core.delivery import DeliveryHooks
 from core.messages import InboundMessage, Reply
 
@@ -64,12 +63,11 @@ def build_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
 class SlackAdapter:
     """Receives events, slash commands and draft buttons; hands messages to the pipeline; posts the replies."""
 
-    def __init__(self, app: AsyncApp, handle: Handler, autoreply: Autoreply, drafts: DraftStore,
-                 options: SlackOptions, ledger: DeliveryHooks | None = None) -> None:
+    def __init__(self, app: AsyncApp, handle: Handler, drafts: DraftStore, options: SlackOptions,
+                 ledger: DeliveryHooks | None = None) -> None:
         self.app = app
         self.handle = handle
         self.ledger = ledger  # stores messages on arrival, marks replies delivered, hands back unfinished work
-        self.autoreply = autoreply
         self.drafts = drafts
         self.options = options
         self.processed = 0  # events fully handled, answered or not
@@ -164,7 +162,7 @@ class SlackAdapter:
                 return
             target = reply_target(message)
             try:
-                if message.to_owner and await self.autoreply.mode() == "draft":
+                if reply.details.get("draft"):  # decided with the answer: the switch may have moved since
                     await self._propose(message, target, reply)
                 else:
                     await self._post_reply(message, target, reply)
