@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from vllm_fixtures import SECRET_QUESTION, VLLMServer, free_port, isolated_settings
 
 from core.llm import LLMUnavailable, OpenAIChatClient
+from serving import bundled
+from serving.process import command_line
+from serving.server import SERVER_MODULE, LLMServerError, ManagedVLLM, ServerRecord
 from twin.cli import app
-from twin.llm import bundled
-from twin.llm.process import command_line
-from twin.llm.server import SERVER_MODULE, LLMServerError, ManagedVLLM, ServerRecord
 
 
 class Capital(BaseModel):
@@ -163,7 +163,7 @@ def test_managers_and_processes_that_come_later_or_at_once_reuse_one_server(
 
     env = os.environ | {"TWIN_DATA_DIR": str(vllm_server.settings.data_dir),
                         "TWIN_CACHE_DIR": str(vllm_server.settings.cache_dir), "TWIN_LLM_PORT": str(port)}
-    code = "from twin.llm.server import ManagedVLLM; from twin.settings import Settings; " \
+    code = "from serving.server import ManagedVLLM; from twin.settings import Settings; " \
            "m = ManagedVLLM(Settings()); print(m.ensure_running(), m.started)"
     other = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                            timeout=120, check=False)

@@ -344,8 +344,8 @@ def test_adapters_can_be_listed_rolled_back_and_withdrawn(twin_env: Path) -> Non
 def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_pending(twin_env: Path) -> None:
     import threading
 
+    from serving.files import file_lock
     from twin.l2 import request_retrain, retrain_one_at_a_time, retrain_runner
-    from twin.llm.files import file_lock
 
     with open_twin(Settings()) as twin:
         engine, twin_id = twin.store.engine, twin.twin.id

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from twin.llm.bundled import BundledModelError, ensure_bundled_model
-from twin.llm.server import ManagedVLLM
+from serving.bundled import BundledModelError, ensure_bundled_model
+from serving.server import ManagedVLLM
 from twin.settings import Settings
 
 TEST_CACHE = Path.home() / ".cache" / "twin-tests"

@@ -40,7 +40,7 @@ def model_server(settings: Settings) -> Iterator[str]:
     if settings.llm_url:
         yield settings.llm_url
         return
-    from twin.llm.server import ManagedVLLM
+    from serving.server import ManagedVLLM
 
     server = ManagedVLLM(settings)
     url = server.ensure_running()

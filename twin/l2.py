@@ -12,14 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from serving.endpoint import LLMServerError
+from serving.files import file_lock
+from serving.server import ManagedVLLM
 from storage.state import TWIN_WIDE, StateStore
 from storage.training import AUDIENCES, Adapter, TrainingStore
 from storage.training_forgetting import TrainingForgetting
 from training.loop import RetrainDeps, RetrainOutcome, retrain
 from twin.app import TwinApp
-from twin.llm.endpoint import LLMServerError
-from twin.llm.files import file_lock
-from twin.llm.server import ManagedVLLM
 from twin.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def load_serving(app: TwinApp) -> None:
 
 def retrain_deps(app: TwinApp, *, deploy: bool = True) -> RetrainDeps:
     """What `training.loop.retrain` needs for this twin."""
-    from twin.llm.bundled import resolve_base_model
+    from serving.bundled import resolve_base_model
 
     return RetrainDeps(
         twin_id=app.twin.id, owner_name=app.twin.display_name, training=TrainingStore(app.store.engine),

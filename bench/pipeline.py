@@ -21,11 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.scale import CHUNK, generate_messages, percentile, progress_bar, record_result, synthetic_text
 from core.llm import LLMUnavailable, OpenAIChatClient
 from core.messages import InboundMessage
 from storage.models import ItemKind
 from storage.people import PeopleDirectory
-from twin.bench.scale import CHUNK, generate_messages, percentile, progress_bar, record_result, synthetic_text
 from twin.settings import Settings
 from twin.testing import RecordingLLM
 

@@ -7,14 +7,13 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from storage.models import Fact, Visibility
+from twin.cli.common import out
 
 facts_app = typer.Typer(help="Facts the twin keeps about its owner (L1).", invoke_without_command=True)
 profile_app = typer.Typer(help="The owner's bio, status bio and topics (L1).", invoke_without_command=True)
-out = Console()
 
 
 class Level(StrEnum):
@@ -58,7 +57,7 @@ def facts_list(
         return
     from storage.facts import FactStore
     from twin.app import open_twin
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     with open_twin(load_settings()) as app:
         store = FactStore(app.store.engine)
@@ -85,7 +84,7 @@ def facts_set_visibility(
     from storage.errors import StorageError
     from storage.facts import FactStore
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli.common import fail, load_settings
 
     with open_twin(load_settings()) as app:
         try:
@@ -103,7 +102,7 @@ def remember(
     from storage.facts import FactStore, NewFact
     from storage.models import FactOrigin
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli.common import fail, load_settings
 
     if not text.strip():
         fail("the fact is empty", 2)
@@ -126,7 +125,7 @@ def profile_show(
     from storage.facts import FactStore
     from storage.profiles import ProfileStore
     from twin.app import open_twin
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     with open_twin(load_settings()) as app:
         profiles = ProfileStore(app.store.engine)
@@ -146,7 +145,7 @@ def profile_rollback(
     from storage.errors import StorageError
     from storage.profiles import ProfileStore
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli.common import fail, load_settings
 
     with open_twin(load_settings()) as app:
         try:
@@ -159,7 +158,7 @@ def profile_rollback(
 def jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The background jobs `twin run` keeps in the database, with their next run."""
     from storage.database import create_database_engine
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
     from twin.scheduler import stored_jobs
 
     engine = create_database_engine(load_settings().resolved_database_url)

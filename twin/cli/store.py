@@ -1,4 +1,4 @@
-"""The `twin` command."""
+"""Commands over the stores: import, search, stats, reindex, run."""
 
 from __future__ import annotations
 
@@ -10,34 +10,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from storage.errors import ImportFormatError, StorageError
+from storage.errors import ImportFormatError
 from storage.search import SearchResult, SearchScope
-from twin.cli_forget import forget
-from twin.cli_llm import llm_app
-from twin.cli_memory import register_memory_commands
-from twin.cli_platforms import doctor
-from twin.cli_talk import ask, chat, people_app
-from twin.cli_train import register_train_commands
+from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
 from twin.settings import Settings
 
-app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-app.add_typer(llm_app, name="llm")
-app.add_typer(people_app, name="people")
-app.command()(chat)
-app.command()(ask)
-register_memory_commands(app)
-app.command()(forget)
-app.command()(doctor)
-register_train_commands(app)
-console = Console(stderr=True)
-out = Console()
+
+def register_store_commands(app: typer.Typer) -> None:
+    """Add import, search, stats, reindex and run to the `twin` app."""
+    app.command("import")(import_command)
+    for command in (search, stats, reindex, run):
+        app.command()(command)
 
 
 class ImportFormat(StrEnum):
@@ -48,36 +34,6 @@ class ImportFormat(StrEnum):
     notes = "notes"
 
 
-class VisibilityOption(StrEnum):
-    private = "private"
-    contacts = "contacts"
-    public = "public"
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or a clear message and exit code 2."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        console.print(f"Invalid settings:\n{error}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from error
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print an error on stderr and exit."""
-    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def progress_bar() -> Progress:
-    """The one progress bar style every long command uses (on stderr)."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    )
-
-
-@app.command("import")
 def import_command(
     path: Annotated[
         Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")
@@ -134,7 +90,6 @@ def _result_json(result: SearchResult) -> dict:
             "score": round(result.score, 6), "text": item.text}
 
 
-@app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")] = 10,
@@ -191,7 +146,6 @@ def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinAp
         sys.stdout.write(json.dumps({"query": request["query"], "results": [_result_json(r) for r in results]}) + "\n")
 
 
-@app.command()
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts per layer and source, and store sizes."""
     from storage.facts import FactStore
@@ -215,7 +169,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     table = Table("layer", "source", "items")
     for source, count in sorted(by_source.items()):
         table.add_row("L0", source, str(count))
-    table.add_row("L0", "[b]total[/b]", str(report["l0"]["total"]))
+    table.add_row("L0", Text("total", style="bold"), str(report["l0"]["total"]))
     l1 = report["l1"]
     table.add_row("L1", "facts (current / with superseded)", f"{l1['current_facts']} / {l1['all_facts']}")
     out.print(table)
@@ -239,7 +193,6 @@ def _database_bytes(settings: Settings) -> int:
     return sum(p.stat().st_size for p in files if p.exists())
 
 
-@app.command()
 def reindex() -> None:
     """Rebuild the vector index from the database (the source of truth)."""
     from twin.app import open_twin
@@ -250,58 +203,8 @@ def reindex() -> None:
     out.print(f"reindexed {done} items")
 
 
-@app.command()
 def run() -> None:
     """Start the twin: with no platform configured, the console channel (type, or pipe lines in)."""
-    from twin.cli_talk import run_console
+    from twin.cli.talk import run_console
 
     run_console(load_settings())
-
-
-@bench_app.command("retrieval")
-def bench_retrieval(
-    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
-) -> None:
-    """Retrieval quality on LoCoMo: hybrid against plain BM25 and dense, any@k and all@k."""
-    from twin.bench.retrieval import run_retrieval_bench
-
-    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out)
-
-
-@bench_app.command("scale")
-def bench_scale(
-    n: Annotated[int, typer.Option("--n", min=1000, help="Synthetic messages to ingest.")] = 100_000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
-) -> None:
-    """Ingest throughput and search latency at 10k and N items, peak memory."""
-    from twin.bench.scale import run_scale_bench
-
-    run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
-
-
-@bench_app.command("pipeline")
-def bench_pipeline(
-    n: Annotated[int, typer.Option("--n", min=1000, help="Items in memory (built once, then reused).")] = 100_000,
-    llm: Annotated[bool, typer.Option("--llm/--no-llm", help="Also time the local vLLM (TTFT, tokens/s).")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
-) -> None:
-    """Time per message outside generation at N items, and the local vLLM's speed for 1 and 8 conversations."""
-    from twin.bench.pipeline import run_pipeline_bench
-
-    run_pipeline_bench(n, llm, as_json=as_json, results_path=results, console=console, out=out)
-
-
-def main() -> None:
-    """Entry point that turns our storage errors into clean exits."""
-    try:
-        app()
-    except StorageError as error:
-        fail(str(error))
-
-
-if __name__ == "__main__":
-    main()

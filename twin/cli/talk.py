@@ -9,16 +9,15 @@ from contextlib import AsyncExitStack
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bots.console import ConsoleSpeaker, converse, to_inbound
 from core.messages import Reply
+from twin.cli.common import console, out
 from twin.settings import Settings
 
 people_app = typer.Typer(help="People the twin knows and how far each is trusted.", no_args_is_help=True)
-console = Console(stderr=True)
-out = Console()
 
 
 def _speaker(settings: Settings, as_name: str | None) -> ConsoleSpeaker:
@@ -42,12 +41,12 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
                 await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm))
             if banner:
                 total = app.store.count(app.twin.id)
-                console.print(f"[b]Twin[/b] of {app.twin.display_name}: {total} items in memory, model at {url}. "
-                              f"You are {speaker.name}. /help for commands, Ctrl-D to leave.")
+                console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
+                              f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
             interactive = sys.stdin.isatty()
             await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
-                           write=lambda text: out.print(f"[b]twin>[/b] {text}" if interactive else text,
-                                                        markup=interactive, highlight=False),
+                           write=lambda text: out.print(Text.assemble(("twin> ", "bold"), text) if interactive
+                                                        else text),
                            prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
@@ -72,7 +71,7 @@ def chat(
     as_name: Annotated[str | None, typer.Option("--as", help="Talk as this person instead of the owner.")] = None,
 ) -> None:
     """Talk with the twin in the terminal: as the owner, or --as someone else talking about or to the owner."""
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     settings = load_settings()
     asyncio.run(_talk(settings, _speaker(settings, as_name), banner=True))
@@ -85,7 +84,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the mode, model and memory ids as JSON.")] = False,
 ) -> None:
     """One message, one answer: for scripts."""
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     settings = load_settings()
     speaker = _speaker(settings, as_name)
@@ -126,7 +125,7 @@ def people_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     """Everyone the twin knows, with their trust and accounts."""
     from storage.people import PeopleDirectory
     from twin.app import open_twin
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     with open_twin(load_settings()) as app:
         people = PeopleDirectory(app.store.engine).all(app.twin.id)
@@ -148,7 +147,7 @@ def people_trust(
     """Make someone a contact (sees contacts-level memory) or a stranger (public only)."""
     from storage.people import PeopleDirectory
     from twin.app import open_twin
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     with open_twin(load_settings()) as app:
         directory = PeopleDirectory(app.store.engine)
@@ -158,7 +157,7 @@ def people_trust(
 
 def _one_person(directory, twin_id: int, name: str) -> int:  # noqa: ANN001 - PeopleDirectory
     """The id of the one person the name matches; a clear error for none or several."""
-    from twin.cli import fail
+    from twin.cli.common import fail
 
     found = directory.matches(twin_id, name)
     if not found:
@@ -177,7 +176,7 @@ def people_merge(
     """One person seen on two platforms: their accounts and messages become one person's."""
     from storage.people import PeopleDirectory
     from twin.app import open_twin
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     with open_twin(load_settings()) as app:
         directory = PeopleDirectory(app.store.engine)
@@ -194,7 +193,7 @@ def people_link(
     """Link a platform account to a person (the owner links their own accounts this way)."""
     from storage.people import PeopleDirectory
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli.common import fail, load_settings
 
     platform, _, external_id = account.partition(":")
     if not platform or not external_id:

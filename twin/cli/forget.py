@@ -8,13 +8,10 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from storage.errors import StorageError
 from storage.forget import ForgetQuery
-
-console = Console(stderr=True)
-out = Console()
+from twin.cli.common import console, out
 
 
 def _when(value: str | None) -> datetime | None:
@@ -39,7 +36,7 @@ def forget(
 ) -> None:
     """Forget: rows in every table, vectors, training data, and the bytes on disk; a tombstone stops re-imports."""
     from twin.app import open_twin
-    from twin.cli import fail, load_settings
+    from twin.cli.common import fail, load_settings
     from twin.conversation import build_forgetter
 
     try:

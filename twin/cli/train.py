@@ -32,7 +32,7 @@ def train(
 ) -> None:
     """Train a LoRA adapter on the owner's own messages (SFT) and, unless --no-deploy, serve it."""
     from twin.app import open_twin
-    from twin.cli import console, load_settings, out, progress_bar
+    from twin.cli.common import console, load_settings, out, progress_bar
     from twin.l2 import retrain_one_at_a_time
 
     with open_twin(load_settings()) as app, progress_bar() as bar:
@@ -60,7 +60,7 @@ def list_adapters(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     """Every adapter, newest first: audience, status, samples, final loss."""
     from storage.training import TrainingStore
     from twin.app import open_twin
-    from twin.cli import load_settings, out
+    from twin.cli.common import load_settings, out
 
     with open_twin(load_settings()) as app:
         rows = TrainingStore(app.store.engine).adapters(app.twin.id)
@@ -82,7 +82,7 @@ def rollback(audience: Annotated[AudienceOption, typer.Argument(help="owner, con
     """Stop the adapter serving AUDIENCE; the clean one before it (else the base model) serves again."""
     from storage.training import TrainingStore
     from twin.app import open_twin
-    from twin.cli import fail, load_settings, out
+    from twin.cli.common import fail, load_settings, out
     from twin.l2 import deploy_to
 
     with open_twin(load_settings()) as app:
@@ -107,7 +107,7 @@ def withdraw(name: Annotated[str, typer.Argument(help="The adapter, e.g. owner-v
 
     from storage.training import WITHDRAWN, TrainingStore
     from twin.app import open_twin
-    from twin.cli import fail, load_settings, out
+    from twin.cli.common import fail, load_settings, out
     from twin.l2 import unload
 
     with open_twin(load_settings()) as app:

@@ -6,14 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import typer
-from rich.console import Console
 
+from twin.cli.common import out
 from twin.platform_matrix import check_matrix
 from twin.platform_slack import check_slack
 from twin.platforms import configured_platforms
 from twin.settings import Settings
 
-out = Console(highlight=False)
 CHECK_TIMEOUT = 15.0  # seconds for one platform to answer
 Check = Callable[[Settings], Awaitable[str]]
 
@@ -45,16 +44,16 @@ async def run_checks(settings: Settings) -> dict[str, str | None]:
             detail = await CHECKS[name](settings)
         except (TelegramSetupError, SlackSetupError, MatrixSetupError) as error:
             problems[name] = str(error)
-            out.print(f"[red]✗[/red] {name}: {error}")
+            out.print(f"✗ {name}: {error}", style="red")
         else:
             problems[name] = None
-            out.print(f"[green]✓[/green] {name}: {detail}")
+            out.print(f"✓ {name}: {detail}", style="green")
     return problems
 
 
 def doctor() -> None:
     """Check each configured chat platform: token accepted, server reachable. Exit code 1 if anything is wrong."""
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     settings = load_settings()
     if not configured_platforms(settings):

@@ -12,9 +12,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from twin.llm.bundled import BundledModelError
-from twin.llm.server import LLMServerError, ManagedVLLM
+from serving.bundled import BundledModelError
+from serving.server import LLMServerError, ManagedVLLM
 from twin.settings import Settings
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ WATCH_SECONDS = 2.0  # how often `serve` checks that the server it started is st
 @llm_app.command()
 def serve() -> None:
     """Start the local vLLM (or reuse the running one), print its URL, and wait until Ctrl-C or SIGTERM."""
-    from twin.cli import console, out
+    from twin.cli.common import console, out
 
     server = ManagedVLLM(_settings(), console=console)
     with _stop_signals() as stopping:  # caught from before the URL is printed: a quick SIGTERM still exits 0
@@ -47,7 +48,7 @@ def serve() -> None:
 @llm_app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Whether the model server answers, where, which base model, and the LoRA adapters it has loaded."""
-    from twin.cli import out
+    from twin.cli.common import out
 
     report = ManagedVLLM(_settings()).status()
     if as_json:
@@ -59,7 +60,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @llm_app.command()
 def stop() -> None:
     """Stop the local vLLM recorded for this data dir, whichever twin process started it."""
-    from twin.cli import out
+    from twin.cli.common import out
 
     server = ManagedVLLM(_settings())
     if server.external:
@@ -72,13 +73,13 @@ def stop() -> None:
 
 
 def _settings() -> Settings:
-    from twin.cli import load_settings
+    from twin.cli.common import load_settings
 
     return load_settings()
 
 
 def _fail(message: str) -> None:
-    from twin.cli import fail
+    from twin.cli.common import fail
 
     fail(message)
 
@@ -117,7 +118,7 @@ def _wait_until_stopped(server: ManagedVLLM, stopping: threading.Event) -> None:
 
 def _status_table(report: dict[str, Any]) -> Table:
     table = Table("", "", show_header=False, box=None)
-    table.add_row("running", "[green]yes[/green]" if report["running"] else "[red]no[/red]")
+    table.add_row("running", Text("yes", style="green") if report["running"] else Text("no", style="red"))
     for key in ("url", "pid", "model", "served_name", "log"):
         if report.get(key) is not None:
             table.add_row(key.replace("_", " "), str(report[key]))

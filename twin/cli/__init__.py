@@ -1,0 +1,37 @@
+"""The `twin` command: the commands of the modules beside this one, assembled."""
+
+from __future__ import annotations
+
+import typer
+
+from storage.errors import StorageError
+from twin.cli.bench import bench_app
+from twin.cli.common import fail
+from twin.cli.forget import forget
+from twin.cli.llm import llm_app
+from twin.cli.memory import register_memory_commands
+from twin.cli.platforms import doctor
+from twin.cli.store import register_store_commands
+from twin.cli.talk import ask, chat, people_app
+from twin.cli.train import register_train_commands
+
+app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(llm_app, name="llm")
+app.add_typer(people_app, name="people")
+app.command()(chat)
+app.command()(ask)
+register_store_commands(app)
+register_memory_commands(app)
+app.command()(forget)
+app.command()(doctor)
+register_train_commands(app)
+
+
+def main() -> None:
+    """Entry point that turns our storage errors into clean exits."""
+    try:
+        app()
+    except StorageError as error:
+        fail(str(error))
+

@@ -1,0 +1,49 @@
+"""`twin bench ...`: the benchmarks (bench/), each importing its heavy parts only when it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from twin.cli.common import console, out
+
+bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Retrieval quality on LoCoMo: hybrid against plain BM25 and dense, any@k and all@k."""
+    from bench.retrieval import run_retrieval_bench
+
+    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    n: Annotated[int, typer.Option("--n", min=1000, help="Synthetic messages to ingest.")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Ingest throughput and search latency at 10k and N items, peak memory."""
+    from bench.scale import run_scale_bench
+
+    run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    n: Annotated[int, typer.Option("--n", min=1000, help="Items in memory (built once, then reused).")] = 100_000,
+    llm: Annotated[bool, typer.Option("--llm/--no-llm", help="Also time the local vLLM (TTFT, tokens/s).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Time per message outside generation at N items, and the local vLLM's speed for 1 and 8 conversations."""
+    from bench.pipeline import run_pipeline_bench
+
+    run_pipeline_bench(n, llm, as_json=as_json, results_path=results, console=console, out=out)
