@@ -10,22 +10,28 @@ from collections.abc import Awaitable, Callable
 from core.messages import InboundMessage, Mode
 from core.respond import Answer
 from storage.people import Speaker
+from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 RetrainTrigger = Callable[[str], None]  # called with the reason; schedules the retrain job to run now
 
-STARTED = ("Retraining started: I am rebuilding the training samples from what I know and training new "
-           "adapters in the background; they take over when ready. Keep talking meanwhile.")
+STARTED = ("Retraining is queued: in the background I will turn what I know into training samples (questions about "
+           "you, for you and for others, expert requests and critiques, your own replies), filter them, train new "
+           "adapters (SFT, then DPO), test each against the one serving now and switch only to one that is not "
+           "worse. It takes a while on a CPU; keep talking meanwhile, and ask /status for the outcome.")
 UNAVAILABLE = "Retraining is not set up in this deployment (twin train does it from the command line)."
 
 
 class TrainingCommands:
     """`/retrain` for one twin; the pipeline refuses non-owners before this runs, and so does this."""
 
-    def __init__(self, owner_name: str, trigger: RetrainTrigger | None) -> None:
+    def __init__(self, owner_name: str, trigger: RetrainTrigger | None, requests: RetrainRequests | None = None,
+                 twin_id: int | None = None) -> None:
         self.owner_name = owner_name
         self.trigger = trigger
+        self.requests = requests
+        self.twin_id = twin_id
 
     def handlers(self) -> dict[str, Handler]:
         """The pipeline's handlers for these commands, by name."""
@@ -41,4 +47,11 @@ class TrainingCommands:
         except Exception as error:  # noqa: BLE001 - say so instead of failing the chat
             log.exception("could not schedule a retrain")
             return Answer(f"I could not schedule the retrain: {error}", Mode.command)
-        return Answer(STARTED, Mode.command)
+        return Answer(STARTED + await asyncio.to_thread(self._last_outcome), Mode.command)
+
+    def _last_outcome(self) -> str:
+        """The previous run's outcome, in words (empty when none ran yet)."""
+        if self.requests is None or self.twin_id is None:
+            return ""
+        outcomes = self.requests.run(self.twin_id).get("outcomes") or []
+        return "" if not outcomes else "\n\nLast time: " + " ".join(o["message"] for o in outcomes)

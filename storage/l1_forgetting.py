@@ -11,6 +11,15 @@ from storage.forget import ForgetQuery
 from storage.models import Fact, FactSource, ProfileVersion
 
 
+def matching_facts(session: Session, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[Fact]:
+    """The facts a forget removes: named, drawn from the forgotten L0 items, or (words alone) saying the words."""
+    drawn = select(FactSource.fact_id).where(FactSource.twin_id == twin_id, FactSource.l0_item_id.in_(l0_ids))
+    matches = [Fact.id.in_(drawn), Fact.id.in_(query.fact_ids)]
+    if query.text and not (query.message_ids or query.chat or query.before):  # words alone: facts saying them
+        matches.append(contains_text(session.get_bind(), Fact.text, query.text))
+    return list(session.scalars(select(Fact).where(Fact.twin_id == twin_id, or_(*matches)).order_by(Fact.id)))
+
+
 class L1Forgetting:
     """Facts and profile versions that must go with what the owner forgets."""
 
@@ -42,11 +51,7 @@ class L1Forgetting:
 
     @staticmethod
     def _facts(session: Session, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[Fact]:
-        drawn = select(FactSource.fact_id).where(FactSource.twin_id == twin_id, FactSource.l0_item_id.in_(l0_ids))
-        matches = [Fact.id.in_(drawn), Fact.id.in_(query.fact_ids)]
-        if query.text and not (query.message_ids or query.chat or query.before):  # words alone: facts saying them
-            matches.append(contains_text(session.get_bind(), Fact.text, query.text))
-        return list(session.scalars(select(Fact).where(Fact.twin_id == twin_id, or_(*matches)).order_by(Fact.id)))
+        return matching_facts(session, twin_id, query, l0_ids)
 
     @staticmethod
     def _versions(

@@ -15,7 +15,7 @@ from sqlmodel import Field, Session, SQLModel
 from storage.errors import StorageError
 from storage.models import UTCDateTime, Visibility, utcnow
 
-SFT = "sft"  # the only sample kind today; "dpo" (preference pairs) comes with the later training stages
+SFT, DPO, PROBE = "sft", "dpo", "probe"  # sample kinds: supervised, a preference pair, an evaluation probe
 AUDIENCES = ("owner", "contact", "stranger")
 # Adapter lifecycle: training -> ready -> serving -> retired (rollback can serve it again); or failed; or
 # withdrawn (trained on something forgotten: never serves again, its files are deleted).
@@ -32,7 +32,10 @@ class TrainingSample(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     twin_id: int = Field(foreign_key="twins.id")
-    kind: str = Field(default=SFT, sa_type=String(8), description="sft now; dpo later")
+    kind: str = Field(default=SFT, sa_type=String(8), description="sft, dpo (a preference pair) or probe")
+    task: str = Field(default="reply", sa_type=String(24), description="which of the loop's tasks it serves")
+    meta: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True),
+                                        description="a pair's rejected answer, a probe's key span, a phrasing")
     audience: str = Field(sa_type=String(16), description="the audience whose adapter it trains")
     visibility: str = Field(sa_type=String(16), description="the most private visibility among its sources")
     prompt: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
@@ -75,6 +78,16 @@ class Adapter(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class AdapterFactSource(SQLModel, table=True):
+    """An L1 fact an adapter was trained on (no foreign key: it outlives the fact to mark the adapter)."""
+
+    __tablename__ = "adapter_fact_sources"
+
+    adapter_id: int = Field(foreign_key="adapters.id", primary_key=True, ondelete="CASCADE")
+    fact_id: int = Field(primary_key=True, index=True)
+    twin_id: int = Field(foreign_key="twins.id", index=True)
+
+
 class AdapterSource(SQLModel, table=True):
     """An L0 item an adapter was trained on (no foreign key: it must outlive the item to mark the adapter)."""
 
@@ -95,6 +108,8 @@ class NewSample:
     item_ids: tuple[int, ...]
     fact_ids: tuple[int, ...] = ()
     kind: str = SFT
+    task: str = "reply"
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,9 @@ class StoredSample:
     completion: str
     visibility: str
     item_ids: tuple[int, ...] = field(default=())
+    fact_ids: tuple[int, ...] = field(default=())
+    task: str = "reply"
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def most_private(visibilities: Iterable[str]) -> Visibility:
@@ -131,7 +149,8 @@ class TrainingStore:
             session.execute(delete(TrainingSample).where(TrainingSample.id.in_(old)))
             for sample in samples:
                 row = TrainingSample(twin_id=twin_id, kind=kind, audience=audience, visibility=sample.visibility,
-                                     prompt=sample.prompt, completion=sample.completion)
+                                     prompt=sample.prompt, completion=sample.completion, task=sample.task,
+                                     meta=sample.meta)
                 session.add(row)
                 session.flush()
                 session.add_all([TrainingSampleSource(twin_id=twin_id, sample_id=row.id, l0_item_id=item)
@@ -147,15 +166,19 @@ class TrainingStore:
             rows = list(session.scalars(select(TrainingSample).where(
                 TrainingSample.twin_id == twin_id, TrainingSample.audience == audience, TrainingSample.kind == kind,
             ).order_by(TrainingSample.id)))
-            sources: dict[int, list[int]] = {}
+            items: dict[int, list[int]] = {}
+            facts: dict[int, list[int]] = {}
             ids = [row.id for row in rows]
             for start in range(0, len(ids), 500):
-                for sample_id, item_id in session.execute(select(
-                        TrainingSampleSource.sample_id, TrainingSampleSource.l0_item_id).where(
-                        TrainingSampleSource.sample_id.in_(ids[start:start + 500]),
-                        TrainingSampleSource.l0_item_id.is_not(None))):
-                    sources.setdefault(sample_id, []).append(item_id)
-        return [StoredSample(row.id, row.prompt, row.completion, row.visibility, tuple(sorted(sources.get(row.id, []))))
+                for sample_id, item_id, fact_id in session.execute(select(
+                        TrainingSampleSource.sample_id, TrainingSampleSource.l0_item_id, TrainingSampleSource.fact_id,
+                ).where(TrainingSampleSource.sample_id.in_(ids[start:start + 500]))):
+                    if item_id is not None:
+                        items.setdefault(sample_id, []).append(item_id)
+                    if fact_id is not None:
+                        facts.setdefault(sample_id, []).append(fact_id)
+        return [StoredSample(row.id, row.prompt, row.completion, row.visibility, tuple(sorted(items.get(row.id, []))),
+                             tuple(sorted(facts.get(row.id, []))), row.task, dict(row.meta or {}))
                 for row in rows]
 
     def count_samples(self, twin_id: int, audience: str | None = None) -> int:
@@ -177,8 +200,8 @@ class TrainingStore:
         return f"{audience}-v{max(versions, default=0) + 1}"
 
     def register(self, twin_id: int, name: str, audience: str, path: str, base_model: str,
-                 item_ids: Iterable[int], samples: int) -> Adapter:
-        """A new adapter in training, with the L0 items it is trained on."""
+                 item_ids: Iterable[int], samples: int, fact_ids: Iterable[int] = ()) -> Adapter:
+        """A new adapter in training, with the L0 items and L1 facts it is trained on."""
         if audience not in AUDIENCES:
             raise StorageError(f"unknown audience {audience!r}: one of {', '.join(AUDIENCES)}")
         with Session(self.engine, expire_on_commit=False) as session:
@@ -188,6 +211,8 @@ class TrainingStore:
             session.flush()
             session.add_all([AdapterSource(adapter_id=adapter.id, l0_item_id=item, twin_id=twin_id)
                              for item in sorted(set(item_ids))])
+            session.add_all([AdapterFactSource(adapter_id=adapter.id, fact_id=fact, twin_id=twin_id)
+                             for fact in sorted(set(fact_ids))])
             session.commit()
         return adapter
 
@@ -280,17 +305,25 @@ class TrainingStore:
         session.commit()
         return now_serving
 
-    def tainted(self, session: Session, twin_id: int, l0_ids: Iterable[int]) -> list[Adapter]:
-        """Adapters, not yet withdrawn, trained on any of these L0 items."""
-        ids = sorted(set(l0_ids))
+    def tainted(self, session: Session, twin_id: int, l0_ids: Iterable[int],
+                fact_ids: Iterable[int] = ()) -> list[Adapter]:
+        """Adapters, not yet withdrawn, trained on any of these L0 items or L1 facts."""
         found: dict[int, Adapter] = {}
-        for start in range(0, len(ids), 500):
-            used = select(AdapterSource.adapter_id).where(AdapterSource.twin_id == twin_id,
-                                                          AdapterSource.l0_item_id.in_(ids[start:start + 500]))
-            for row in session.scalars(select(Adapter).where(Adapter.twin_id == twin_id, Adapter.id.in_(used),
-                                                             Adapter.status != WITHDRAWN)):
-                found[row.id] = row
+        for table, column, ids in ((AdapterSource, AdapterSource.l0_item_id, sorted(set(l0_ids))),
+                                   (AdapterFactSource, AdapterFactSource.fact_id, sorted(set(fact_ids)))):
+            for start in range(0, len(ids), 500):
+                used = select(table.adapter_id).where(table.twin_id == twin_id, column.in_(ids[start:start + 500]))
+                for row in session.scalars(select(Adapter).where(Adapter.twin_id == twin_id, Adapter.id.in_(used),
+                                                                 Adapter.status != WITHDRAWN)):
+                    found[row.id] = row
         return [found[key] for key in sorted(found)]
+
+    def trained_facts(self, twin_id: int, name: str) -> set[int]:
+        """The L1 fact ids an adapter was trained on."""
+        with Session(self.engine) as session:
+            adapter = select(Adapter.id).where(Adapter.twin_id == twin_id, Adapter.name == name).scalar_subquery()
+            return set(session.scalars(select(AdapterFactSource.fact_id).where(
+                AdapterFactSource.adapter_id == adapter)))
 
     def trained_items(self, twin_id: int, name: str) -> set[int]:
         """The L0 ids an adapter was trained on."""

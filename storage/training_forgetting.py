@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, or_, select
 from sqlmodel import Session
 
 from storage.forget import ForgetQuery
+from storage.l1_forgetting import matching_facts
 from storage.training import TrainingSample, TrainingSampleSource, TrainingStore
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,18 @@ class TrainingForgetting:
     def find(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[str]:
         """Each tainted adapter ('adapter owner-v2 (serving)'), then each sample (by id: no text is quoted)."""
         with Session(self.engine) as session:
-            samples = self._samples(session, twin_id, query, l0_ids)
-            adapters = self.training.tainted(session, twin_id, l0_ids)
+            facts = self._facts(session, twin_id, query, l0_ids)
+            samples = self._samples(session, twin_id, facts, l0_ids)
+            adapters = self.training.tainted(session, twin_id, l0_ids, facts)
         return ([f"adapter {adapter.name} ({adapter.status}): withdrawn, deleted, retrained" for adapter in adapters]
                 + [f"training sample {sample}" for sample in samples])
 
     def remove(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> int:
         """Delete the samples, withdraw the adapters and delete their files. Returns the records removed."""
         with Session(self.engine, expire_on_commit=False) as session:
-            samples = self._samples(session, twin_id, query, l0_ids)
-            adapters = self.training.tainted(session, twin_id, l0_ids)
+            facts = self._facts(session, twin_id, query, l0_ids)
+            samples = self._samples(session, twin_id, facts, l0_ids)
+            adapters = self.training.tainted(session, twin_id, l0_ids, facts)
             for start in range(0, len(samples), 500):
                 chunk = samples[start:start + 500]
                 session.execute(delete(TrainingSampleSource).where(TrainingSampleSource.sample_id.in_(chunk)))
@@ -71,14 +74,20 @@ class TrainingForgetting:
         return len(samples) + len(adapters)
 
     @staticmethod
-    def _samples(session: Session, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[int]:
+    def _facts(session: Session, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> set[int]:
+        """The facts this forget removes (this layer runs before L1's, while they are still there), and those named
+        (a fact already gone, whose samples and adapters are still here)."""
+        return {fact.id for fact in matching_facts(session, twin_id, query, l0_ids)} | set(query.fact_ids)
+
+    @staticmethod
+    def _samples(session: Session, twin_id: int, fact_ids: set[int], l0_ids: set[int]) -> list[int]:
         ids = sorted(l0_ids)
         found: set[int] = set()
         chunks = [ids[start:start + 500] for start in range(0, len(ids), 500)] or [[]]
         for chunk in chunks:
             matches = [TrainingSampleSource.l0_item_id.in_(chunk)]
-            if query.fact_ids:
-                matches.append(TrainingSampleSource.fact_id.in_(query.fact_ids))
+            if fact_ids:
+                matches.append(TrainingSampleSource.fact_id.in_(sorted(fact_ids)))
             found.update(session.scalars(select(TrainingSampleSource.sample_id).where(
                 TrainingSampleSource.twin_id == twin_id, or_(*matches))))
         return sorted(found)

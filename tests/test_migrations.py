@@ -18,7 +18,7 @@ import storage.tombstones  # noqa: F401
 import storage.training  # noqa: F401
 from storage.database import alembic_config, create_database_engine, current_revision, migrate, migrated
 
-HEAD = "0006"
+HEAD = "0007"
 TABLES = {
     "twins", "people", "identities", "l0_items",  # 0001
     "facts", "fact_sources", "profile_versions", "memory_cursors",  # 0002: L1 memory
@@ -26,6 +26,7 @@ TABLES = {
     "tombstones", "twin_salts",  # 0004: forgetting
     "deliveries",  # 0005: received -> answered -> delivered
     "training_samples", "training_sample_sources", "adapters", "adapter_sources",  # 0006: L2 training
+    "adapter_fact_sources",  # 0007: the training loop
 }
 
 

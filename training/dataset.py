@@ -1,4 +1,6 @@
-"""SFT samples from L0: what the owner wrote, in reply to what came before it in the same chat.
+"""Voice samples from L0: what the owner wrote, in reply to what came before it in the same chat, in the prompt
+format serving uses when the twin answers someone on the owner's behalf (core.prompts.ON_BEHALF_SYSTEM, an empty
+memory block, the earlier turns, the last message).
 
 For one audience only what that audience may see is used (owner: everything; contact: contacts and public;
 stranger: public), context included: an adapter that answers strangers is never trained on private text. The
@@ -15,6 +17,7 @@ from itertools import groupby
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from core.prompts import NO_MEMORY, ON_BEHALF_SYSTEM
 from storage.items import AUDIENCE_VISIBILITY
 from storage.models import Direction, ItemKind, L0Item
 from storage.training import NewSample, TrainingStore, most_private
@@ -24,9 +27,9 @@ CONTEXT_WINDOW = timedelta(hours=24)  # older messages are another conversation
 MAX_CHARS = 2000  # a longer message is clipped (the trainer cuts to max_length tokens anyway)
 
 
-def system_prompt(owner_name: str) -> str:
-    """The system line of every sample (and of nothing else: serving prompts carry their own)."""
-    return f"You are {owner_name}. Reply as {owner_name} would, in their own words."
+def system_prompt(owner_name: str, speaker: str) -> str:
+    """The system message serving gives a conversation on the owner's behalf, with an empty memory block."""
+    return f"{ON_BEHALF_SYSTEM.format(owner=owner_name, speaker=speaker)}\n\nMemory:\n{NO_MEMORY}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,6 @@ def build_samples(engine: Engine, twin_id: int, audience: str, owner_name: str) 
     """One sample per message the owner wrote that follows someone else's words in the same chat."""
     if audience not in AUDIENCE_VISIBILITY:
         raise ValueError(f"unknown audience {audience!r}")
-    system = {"role": "system", "content": system_prompt(owner_name)}
     samples: list[NewSample] = []
     for chat in _chat_items(engine, twin_id, audience):
         for at, item in enumerate(chat):
@@ -83,8 +85,9 @@ def build_samples(engine: Engine, twin_id: int, audience: str, owner_name: str) 
             if not context:
                 continue  # nobody said anything before: not a reply
             turns, used = _turns(context), [*context, item]
+            system = {"role": "system", "content": system_prompt(owner_name, context[-1].sender_name)}
             samples.append(NewSample(
-                prompt=[system, *turns], completion=item.text.strip()[:MAX_CHARS],
+                prompt=[system, *turns], completion=item.text.strip()[:MAX_CHARS], task="reply",
                 visibility=most_private(source.visibility for source in used),
                 item_ids=tuple(sorted({source.id for source in used})),
             ))

@@ -50,6 +50,10 @@ class Recipe:
     learning_rate: float = LEARNING_RATE  # AdamW; 2e-3 moves a 135M model in a few steps on the CPU
     batch_size: int = BATCH_SIZE  # samples per step
     seed: int = SEED  # shuffling and LoRA initialisation
+    budget_seconds: float | None = None  # wall time for the training steps: stops early (and saves) past it
+    init_adapter: str | None = None  # continue this adapter (same base and rank) instead of a fresh LoRA
+    bf16: bool = False  # bfloat16 on a GPU; float32 on the CPU
+    beta: float = 0.1  # DPO only: how far the policy may move from its reference (the SFT adapter)
 
 
 def default_steps(samples: int, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE) -> int:
@@ -77,25 +81,38 @@ Progress = Callable[[int, int, float | None], None]  # (step, total steps, loss)
 
 def train_adapter(
     base_model: str | Path, rows: Sequence[dict[str, Any]], output: Path, recipe: Recipe,
-    progress: Progress | None = None, timeout: float = 6 * 3600,
+    progress: Progress | None = None, timeout: float = 6 * 3600, module: str = "training.sft",
 ) -> TrainResult:
-    """Train an adapter on prompt/completion rows in a child process; the folder `output` appears when done."""
+    """Train an adapter on rows in a child process (`module`: training.sft on prompt/completion rows,
+    training.dpo on prompt/chosen/rejected); the folder `output` appears when done."""
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.data.", dir=output.parent))  # deleted below: holds text
     try:
         data = work / "samples.jsonl"
         data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-        command = [sys.executable, "-m", "training.sft", "--base", str(base_model), "--data", str(data),
+        command = [sys.executable, "-m", module, "--base", str(base_model), "--data", str(data),
                    "--output", str(output), "--recipe", json.dumps(asdict(recipe))]
-        env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false",
-                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-        return _run_child(command, env, progress, timeout, cwd=Path(__file__).resolve().parent.parent)
+        return run_child(command, progress, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_child(command: list[str], env: dict[str, str], progress: Progress | None, timeout: float,
-               cwd: Path) -> TrainResult:
+def child_env() -> dict[str, str]:
+    """The environment of a training or evaluation child: offline, quiet, polite to other processes."""
+    return os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false",
+                         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
+
+def run_child(command: list[str], progress: Progress | None, timeout: float) -> TrainResult:
+    """Run a training child, relaying its progress events; its result, or TrainingFailed with its stderr."""
+    done = run_events(command, progress, timeout)
+    return TrainResult(losses=done["losses"], steps=done["steps"], seconds=done["seconds"],
+                       train_seconds=done["train_seconds"], recipe=done["recipe"])
+
+
+def run_events(command: list[str], progress: Progress | None, timeout: float) -> dict[str, Any]:
+    """Run a child that prints JSON events on stdout; returns its "done" event."""
+    env, cwd = child_env(), Path(__file__).resolve().parent.parent
     child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.extend(child.stderr), daemon=True)  # never blocks the child
@@ -123,8 +140,7 @@ def _run_child(command: list[str], env: dict[str, str], progress: Progress | Non
     if child.returncode != 0 or done is None:
         tail = "".join(errors)[-4000:]
         raise TrainingFailed(f"training exited with {child.returncode}:\n{tail}")
-    return TrainResult(losses=done["losses"], steps=done["steps"], seconds=done["seconds"],
-                       train_seconds=done["train_seconds"], recipe=done["recipe"])
+    return done
 
 
 # -- the child ----------------------------------------------------------------------------------------------
@@ -135,18 +151,11 @@ def _emit(**event: Any) -> None:  # noqa: ANN401 - JSON values
     sys.stdout.flush()
 
 
-def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
-    """Train and write the adapter folder atomically (the child's body)."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+def reporting_callback(losses: list[float], budget_seconds: float | None) -> Any:  # noqa: ANN401 - a TrainerCallback
+    """Relays each logged loss as a step event, and stops training (it is then saved) past the wall-time budget."""
+    from transformers import TrainerCallback
 
-    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     started = time.perf_counter()
-    losses: list[float] = []
 
     class Report(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001, ANN003
@@ -154,33 +163,79 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
                 losses.append(float(logs["loss"]))
                 _emit(event="step", step=state.global_step, total=state.max_steps, loss=float(logs["loss"]))
 
+        def on_step_end(self, args, state, control, **kwargs) -> None:  # noqa: ANN001, ANN003
+            if budget_seconds is not None and time.perf_counter() - started > budget_seconds:
+                control.should_training_stop = True
+
+    return Report()
+
+
+def load_model(base: Path, recipe: Recipe) -> Any:  # noqa: ANN401 - a transformers or PEFT model
+    """The base model, with the adapter to continue (trainable) when the recipe names one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if recipe.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    if recipe.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, recipe.init_adapter, is_trainable=True)
+    return model
+
+
+def trainer_args(recipe: Recipe, folder: Path) -> dict[str, Any]:
+    """What SFTConfig and DPOConfig share."""
+    import torch
+
+    return dict(
+        output_dir=str(folder / "trainer"), use_cpu=not torch.cuda.is_available(), bf16=recipe.bf16,
+        report_to="none", save_strategy="no", learning_rate=recipe.learning_rate, max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.batch_size, max_length=recipe.max_length, logging_steps=1,
+        seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
+    )
+
+
+def save_atomically(trainer: Any, building: Path, output: Path) -> None:  # noqa: ANN401 - a TRL trainer
+    """Write the adapter into `building`, then rename it to `output` (a crash leaves no half adapter)."""
+    trainer.save_model(str(building))
+    shutil.rmtree(building / "trainer", ignore_errors=True)
+    shutil.rmtree(building / "ref", ignore_errors=True)  # DPO's frozen reference copy: not needed to serve
+    shutil.rmtree(output, ignore_errors=True)
+    os.rename(building, output)
+
+
+def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
+    """Train and write the adapter folder atomically (the child's body)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    started = time.perf_counter()
+    losses: list[float] = []
     try:
         _emit(event="start", step=0, total=recipe.max_steps)
-        config = SFTConfig(
-            output_dir=str(building / "trainer"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-            learning_rate=recipe.learning_rate, max_steps=recipe.max_steps,
-            per_device_train_batch_size=recipe.batch_size, max_length=recipe.max_length, logging_steps=1,
-            seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
-        )
+        fresh = recipe.init_adapter is None
         trainer = SFTTrainer(
-            model=AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-            args=config,
-            train_dataset=Dataset.from_list(rows),  # prompt/completion: the loss is on the owner's words only
+            model=load_model(base, recipe),
+            args=SFTConfig(**trainer_args(recipe, building)),
+            train_dataset=Dataset.from_list(rows),  # prompt/completion: the loss is on the completion only
             processing_class=AutoTokenizer.from_pretrained(base),
             peft_config=LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, target_modules=TARGET_MODULES,
-                                   task_type="CAUSAL_LM"),
-            callbacks=[Report()],
+                                   lora_dropout=0.0, task_type="CAUSAL_LM") if fresh else None,
+            callbacks=[reporting_callback(losses, recipe.budget_seconds)],
         )
         training_started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - training_started
-        trainer.save_model(str(building))
-        shutil.rmtree(building / "trainer", ignore_errors=True)
-        shutil.rmtree(output, ignore_errors=True)
-        os.rename(building, output)
+        steps = trainer.state.global_step
+        save_atomically(trainer, building, output)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    _emit(event="done", losses=losses, steps=recipe.max_steps, seconds=round(time.perf_counter() - started, 2),
+    _emit(event="done", losses=losses, steps=steps, seconds=round(time.perf_counter() - started, 2),
           train_seconds=round(train_seconds, 2),
           recipe=asdict(recipe) | {"target_modules": TARGET_MODULES, "base": str(base)})
 

@@ -26,9 +26,11 @@ from storage.l1_forgetting import L1Forgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
+from storage.retrain_requests import RetrainRequests
 from storage.training import TrainingStore
 from twin.app import TwinApp
 from twin.l2 import load_serving, request_retrain, training_forgetting
+from twin.scheduler import run_retrain_now
 from twin.settings import ExpertSettings, Settings
 
 EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
@@ -73,7 +75,9 @@ def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Exper
 
 def build_forgetter(app: TwinApp) -> Forgetter:
     """Forgetting over L0 and every layer derived from it (training data and adapters: withdrawn, retrained)."""
-    return Forgetter(L0Forgetting(app.store), [L1Forgetting(app.store.engine), training_forgetting(app)])
+    # the training layer first: it finds what was derived from the facts L1 removes
+    wake = partial(run_retrain_now, app.twin.id)
+    return Forgetter(L0Forgetting(app.store), [training_forgetting(app, wake), L1Forgetting(app.store.engine)])
 
 
 @asynccontextmanager
@@ -104,4 +108,5 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
                        Visibility(settings.default_visibility), indexer, forgetting,
                        more_commands=memory.handlers() | TrainingCommands(app.twin.display_name, partial(
-                           request_retrain, app.store.engine, twin_id)).handlers())
+                           request_retrain, app.store.engine, twin_id, wake=partial(run_retrain_now, twin_id)),
+                           RetrainRequests(app.store.engine), twin_id).handlers())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -15,19 +15,15 @@ from sqlalchemy import Engine
 from serving.endpoint import LLMServerError
 from serving.files import file_lock
 from serving.server import ManagedVLLM
-from storage.state import TWIN_WIDE, StateStore
+from storage.retrain_requests import RetrainRequests
 from storage.training import AUDIENCES, Adapter, TrainingStore
 from storage.training_forgetting import TrainingForgetting
-from training.loop import RetrainDeps, RetrainOutcome, retrain
+from training.loop import RetrainDeps, RetrainOutcome, Teach, retrain
 from twin.app import TwinApp
 from twin.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# platform_state (twin-wide), two keys so that neither writer can overwrite the other's news: requests are
-# written only by those asking (/retrain, a forget), progress only by the retrain job.
-REQUEST_KEY = "retrain-request"  # {"requested_at", "reason", "audiences"}
-RUN_KEY = "retrain-run"  # {"handled": the requested_at it took up, "last_run"}
 ROUTINE_EVERY = timedelta(days=7)  # without a request, retrain (only if there is something new) weekly
 
 
@@ -75,40 +71,105 @@ def load_serving(app: TwinApp) -> None:
             log.warning("could not load the serving adapter %s: %s", name, error)
 
 
-def retrain_deps(app: TwinApp, *, deploy: bool = True) -> RetrainDeps:
+def _count_tokens(base: str):  # noqa: ANN202 - a CountTokens
+    """A counter of a chat's tokens in the base model's template (the length filter's measure)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def count(messages: list[dict[str, str]]) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True))
+    return count
+
+
+def _forgotten(app: TwinApp) -> Callable[[list[str]], list[bool]]:
+    """Which texts match a tombstone (what the owner forgot): such a sample is never trained on."""
+    from sqlmodel import Session
+
+    from storage.tombstones import Tombstones
+
+    def check(texts: list[str]) -> list[bool]:
+        with Session(app.store.engine) as session:
+            return Tombstones().buried(session, app.twin.id, [("training", "-", t) for t in texts], match_text=True)
+    return check
+
+
+def _teacher_endpoint(settings: Settings) -> tuple[str, str, str | None, str] | None:
+    """(url, model, key, visibility) of the teacher: the recipe's, else the local base model when it runs."""
+    teacher = settings.training.teacher
+    if teacher is not None:
+        return teacher.url, teacher.model, teacher.api_key.get_secret_value() if teacher.api_key else None, \
+            teacher.visibility
+    server = ManagedVLLM(settings)
+    if server.external or server.status()["running"]:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return server.url, settings.llm_served_name, key, "private"  # the twin's own model may see everything
+    return None
+
+
+def _teach(app: TwinApp) -> Teach | None:
+    """Teacher paraphrases and reasoning over the configured endpoint (run on a loop of its own: this is called
+    from the retrain thread)."""
+    endpoint = _teacher_endpoint(app.settings)
+    if endpoint is None:
+        return None
+    url, model, key, visibility = endpoint
+    per_fact = app.settings.training.phrasings_per_fact
+
+    def teach(cards: list, style: str) -> tuple[dict, dict, dict]:
+        import httpx
+
+        from core.llm import OpenAIChatClient
+        from training.teacher import Teacher
+        from training.teacher import teach as run_teacher
+
+        async def go() -> tuple[dict, dict, dict]:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            async with httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=120) as http:
+                teacher = Teacher(OpenAIChatClient(http, default_model=model, attempts=1), model, visibility)
+                return await run_teacher(teacher, cards, app.twin.display_name, per_fact, style)
+        try:
+            return asyncio.run(go())
+        except Exception as error:  # noqa: BLE001 - the teacher is optional: templates alone then
+            log.warning("the teacher is unavailable (%s): templates alone", error)
+            return {}, {}, {}
+    return teach
+
+
+def retrain_deps(app: TwinApp, *, deploy: bool = True, teacher: bool = True) -> RetrainDeps:
     """What `training.loop.retrain` needs for this twin."""
     from serving.bundled import resolve_base_model
+    from storage.facts import FactStore
 
+    experts = app.settings.experts
+    expert_audience = "contact" if experts and all(e.visibility == "contacts" for e in experts.values()) \
+        else "stranger"
     return RetrainDeps(
         twin_id=app.twin.id, owner_name=app.twin.display_name, training=TrainingStore(app.store.engine),
-        adapters_dir=adapters_dir(app.settings), base_model=lambda: resolve_base_model(app.settings),
-        deploy=deploy_to(app.settings) if deploy else None,
+        facts=FactStore(app.store.engine), adapters_dir=adapters_dir(app.settings),
+        base_model=lambda: resolve_base_model(app.settings), count_tokens=_count_tokens,
+        recipe=app.settings.training, deploy=deploy_to(app.settings) if deploy else None,
+        teach=_teach(app) if teacher else None, embed=lambda texts: app.store.embedder.embed(texts).tolist(),
+        forgotten=_forgotten(app), expert_audience=expert_audience,
     )
 
 
 # -- retrain requests: durable (another process may ask: `twin forget`), and immediate in this process -----
 
+Wake = Callable[[], object]  # makes the retrain job run now, where this process runs the scheduler
 
-def request_retrain(engine: Engine, twin_id: int, reason: str, audiences: list[str] | None = None) -> None:
-    """Record that a retrain is wanted (the running twin's retrain job picks it up) and, if this process runs
-    the scheduler, make the job run now."""
-    from twin.scheduler import run_retrain_now
 
-    state = StateStore(engine)
-    still_pending = pending_retrain(engine, twin_id) or {}
-    wanted = sorted(set(still_pending.get("audiences") or []) | set(audiences or AUDIENCES))
-    state.put(twin_id, TWIN_WIDE, REQUEST_KEY, {
-        "requested_at": datetime.now(UTC).isoformat(), "reason": reason, "audiences": wanted,
-    })
-    run_retrain_now(twin_id)
+def request_retrain(engine: Engine, twin_id: int, reason: str, audiences: list[str] | None = None,
+                    wake: Wake | None = None) -> None:
+    """Record that a retrain is wanted (the running twin's retrain job picks it up) and wake the job."""
+    RetrainRequests(engine).request(twin_id, reason, list(audiences or AUDIENCES))
+    if wake is not None:
+        wake()
 
 
 def pending_retrain(engine: Engine, twin_id: int) -> dict | None:
     """The retrain request the job has not taken up yet, if any: {'requested_at', 'reason', 'audiences'}."""
-    state = StateStore(engine)
-    request = state.get(twin_id, TWIN_WIDE, REQUEST_KEY) or {}
-    handled = (state.get(twin_id, TWIN_WIDE, RUN_KEY) or {}).get("handled")
-    return request if request.get("requested_at") and request["requested_at"] != handled else None
+    return RetrainRequests(engine).pending(twin_id)
 
 
 def retrain_one_at_a_time(app: TwinApp, audience: str, *, deploy: bool = True, **options: object) -> RetrainOutcome:
@@ -118,50 +179,76 @@ def retrain_one_at_a_time(app: TwinApp, audience: str, *, deploy: bool = True, *
         return retrain(retrain_deps(app, deploy=deploy), audience, deploy=deploy, **options)  # type: ignore[arg-type]
 
 
-def on_withdrawn(app: TwinApp) -> Callable[[list[str]], None]:
+def on_withdrawn(app: TwinApp, wake: Wake | None = None) -> Callable[[list[str]], None]:
     """What the forget layer calls with the adapters it withdrew: unload them, schedule a retrain."""
     def withdrawn(names: list[str]) -> None:
         unload(app.settings, names)
         training = TrainingStore(app.store.engine)
         audiences = sorted({a.audience for name in names if (a := training.get(app.twin.id, name)) is not None})
-        request_retrain(app.store.engine, app.twin.id, f"withdrew {', '.join(names)} (forgotten data)", audiences)
+        request_retrain(app.store.engine, app.twin.id, f"withdrew {', '.join(names)} (forgotten data)", audiences,
+                        wake)
     return withdrawn
 
 
-def training_forgetting(app: TwinApp) -> TrainingForgetting:
+def training_forgetting(app: TwinApp, wake: Wake | None = None) -> TrainingForgetting:
     """The forget layer for L2, wired to unload and retrain."""
-    return TrainingForgetting(app.store.engine, on_withdrawn(app))
+    return TrainingForgetting(app.store.engine, on_withdrawn(app, wake))
 
 
 def retrain_runner(app: TwinApp) -> Callable[[], Awaitable[list[RetrainOutcome]]]:
     """What the scheduler's retrain job runs: a pending request's audiences (always), or a weekly routine run
     of every audience that has something new; training is in a child process, off the event loop."""
-    engine, twin_id = app.store.engine, app.twin.id
-
-    def due() -> tuple[list[str], bool]:
-        state = StateStore(engine)
-        run = state.get(twin_id, TWIN_WIDE, RUN_KEY) or {}
-        now = datetime.now(UTC).isoformat()
-        request = pending_retrain(engine, twin_id)
-        if request is not None:  # a request made after this read stays pending: `handled` names this one
-            state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"handled": request["requested_at"], "last_run": now})
-            return list(request.get("audiences") or AUDIENCES), False
-        last = run.get("last_run")
-        if last is not None and datetime.now(UTC) - datetime.fromisoformat(last) < ROUTINE_EVERY:
-            return [], True
-        state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"last_run": now})
-        if last is None:  # the first start: the first routine run is a week away
-            return [], True
-        return list(AUDIENCES), True
+    requests = RetrainRequests(app.store.engine)
 
     def run() -> list[RetrainOutcome]:
-        audiences, only_if_new = due()
-        outcomes = [retrain_one_at_a_time(app, audience, only_if_new=only_if_new) for audience in audiences]
+        audiences, only_if_new = requests.take(app.twin.id, ROUTINE_EVERY)
+        wanted = list(AUDIENCES) if audiences is None else audiences or []
+        outcomes = [retrain_one_at_a_time(app, audience, only_if_new=only_if_new) for audience in wanted]
         for outcome in outcomes:
             log.info("retrain %s: %s", outcome.audience, outcome.message)
+        if outcomes:
+            requests.record_outcomes(app.twin.id, [{"audience": o.audience, "status": o.status,
+                                                    "message": o.message} for o in outcomes])
         return outcomes
 
     async def runner() -> list[RetrainOutcome]:
         return await asyncio.to_thread(run)
 
     return runner
+
+
+def training_lock(app: TwinApp):  # noqa: ANN201 - a context manager
+    """One training run at a time per data dir (any process)."""
+    return file_lock(app.settings.run_dir / "retrain.lock")
+
+
+def evaluate_adapter(app: TwinApp, adapter: str, audience: str, mode: str, progress=None):  # noqa: ANN001, ANN201
+    """`twin eval`: the audience's frozen probe set, answered by the base model and the adapter named (or serving).
+    Weights mode only for now; serving mode needs the adapters loaded in the model server."""
+    from training.evaluation import ModelUnderTest, evaluate_weights
+    from training.loop import cards_of
+
+    training = TrainingStore(app.store.engine)
+    name = training.serving(app.twin.id, audience) if adapter == "serving" else adapter
+    chosen = training.get(app.twin.id, name) if name and name != "base" else None
+    if name not in (None, "base") and chosen is None:
+        raise LookupError(f"no adapter named {name}")
+    audience = chosen.audience if chosen is not None else audience
+    probes = training.samples(app.twin.id, audience, "probe")
+    if not probes:
+        raise LookupError(f"no probe set for {audience} yet: `twin train --audience ...` builds it")
+    if mode != "weights":
+        raise LookupError("serving mode is not built yet: use --mode weights")
+    from serving.bundled import resolve_base_model
+    from storage.facts import FactStore
+    from training.probes import version_of
+
+    version = version_of(probes, audience)
+    hidden_keys: list[str] = []
+    if audience != "owner":
+        _, visible, _ = cards_of(FactStore(app.store.engine), app.twin.id, audience)
+        _, every, _ = cards_of(FactStore(app.store.engine), app.twin.id, "owner")
+        hidden_keys = [c.key for c in every if c.fact_id not in {v.fact_id for v in visible}]
+    models = [ModelUnderTest("base")] + ([ModelUnderTest(chosen.name, chosen.path)] if chosen is not None else [])
+    return evaluate_weights(resolve_base_model(app.settings), models, probes, [], version, hidden_keys,
+                            progress=progress)

@@ -70,11 +70,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The twin on every configured platform, with its background jobs, until `stop` is set; closed in reverse."""
     from twin.app import open_twin
     from twin.conversation import model_server, open_pipeline
+    from twin.l2 import retrain_runner
     from twin.scheduler import background_jobs
 
     with open_twin(settings) as app, model_server(settings) as url:
         async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
-            await running.enter_async_context(background_jobs(app, pipeline.responder.llm))
+            await running.enter_async_context(background_jobs(app, pipeline.responder.llm,
+                                                                   retrainer=retrain_runner(app)))
             platforms = configured_platforms(settings)
             for name in platforms:
                 await running.enter_async_context(BUILDERS[name](settings, app, pipeline))

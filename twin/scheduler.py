@@ -232,14 +232,15 @@ def memory_jobs(app: TwinApp, llm: LanguageModel, config: SchedulerConfig) -> Me
 
 @asynccontextmanager
 async def background_jobs(
-    app: TwinApp, llm: LanguageModel, config: SchedulerConfig | None = None
+    app: TwinApp, llm: LanguageModel, config: SchedulerConfig | None = None,
+    retrainer: Callable[[], Awaitable[object]] | None = None,
 ) -> AsyncIterator[AsyncIOScheduler]:
-    """The twin's background jobs, running on this loop while the context lasts (`twin run`)."""
-    from twin.l2 import retrain_runner
-
+    """The twin's background jobs, running on this loop while the context lasts (`twin run`); `retrainer` is what
+    the retrain job runs (twin.l2.retrain_runner), passed in so that the scheduler knows nothing of L2."""
     config = config or app.settings.jobs
     register(app.twin.id, memory_jobs(app, llm, config))
-    _RETRAINERS[app.twin.id] = retrain_runner(app)
+    if retrainer is not None:
+        _RETRAINERS[app.twin.id] = retrainer
     engine = create_database_engine(app.settings.resolved_database_url)  # the job store disposes its engine
     try:
         async with start_scheduler(engine, job_specs(app.twin.id, config)) as scheduler:

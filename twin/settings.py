@@ -16,6 +16,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from training.recipe import TrainingRecipe
+
 Visibility = Literal["private", "contacts", "public"]
 
 
@@ -126,6 +128,11 @@ class Settings(BaseSettings):
     jobs: SchedulerConfig = Field(
         default_factory=SchedulerConfig,
         description='Background job intervals in seconds (JSON), e.g. {"extract_every": 30, "profile_every": 7200}.',
+    )
+    training: TrainingRecipe = Field(
+        default_factory=TrainingRecipe,
+        description='The training recipe (JSON), e.g. {"preset": "gpu"} or {"budget_minutes": 10, "dpo": false, '
+        '"teacher": {"url": "http://gpu:8000/v1", "model": "Qwen2.5-7B-Instruct", "visibility": "private"}}.',
     )
     experts: dict[str, ExpertSettings] = Field(
         default_factory=dict,

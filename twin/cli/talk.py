@@ -33,12 +33,14 @@ def _speaker(settings: Settings, as_name: str | None) -> ConsoleSpeaker:
 async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, background: bool = False) -> None:
     from twin.app import open_twin
     from twin.conversation import model_server, open_pipeline
+    from twin.l2 import retrain_runner
     from twin.scheduler import background_jobs
 
     with open_twin(settings) as app, model_server(settings) as url:
         async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
             if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop
-                await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm))
+                await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm,
+                                                                   retrainer=retrain_runner(app)))
             if banner:
                 total = app.store.count(app.twin.id)
                 console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "

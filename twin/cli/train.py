@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from storage.errors import StorageError
 
@@ -21,40 +22,6 @@ class AudienceOption(StrEnum):
     stranger = "stranger"
 
 
-def train(
-    audience: Annotated[AudienceOption, typer.Option(help="Whose adapter: trained only on what they may see.")]
-    = AudienceOption.owner,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Training steps (default: two "
-                                                  "passes over the samples, at most 60).")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=16, help="Tokens per sample.")] = None,
-    deploy: Annotated[bool, typer.Option("--deploy/--no-deploy", help="Serve it when trained.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
-) -> None:
-    """Train a LoRA adapter on the owner's own messages (SFT) and, unless --no-deploy, serve it."""
-    from twin.app import open_twin
-    from twin.cli.common import console, load_settings, out, progress_bar
-    from twin.l2 import retrain_one_at_a_time
-
-    with open_twin(load_settings()) as app, progress_bar() as bar:
-        task = bar.add_task(f"training the {audience.value} adapter", total=None)
-
-        def advance(step: int, total: int, loss: float | None) -> None:
-            text = f"training the {audience.value} adapter" + (f" (loss {loss:.3f})" if loss is not None else "")
-            bar.update(task, completed=step, total=total, description=text)
-
-        outcome = retrain_one_at_a_time(app, audience.value, deploy=deploy, max_steps=max_steps,
-                                        progress=advance, max_length=max_length)
-    if as_json:
-        out.print_json(json.dumps({"audience": outcome.audience, "status": outcome.status, "adapter": outcome.adapter,
-                                   "samples": outcome.samples, "message": outcome.message, **outcome.metrics}))
-    else:
-        out.print(outcome.message, markup=False, highlight=False)
-    if outcome.status == "failed":
-        raise typer.Exit(1)
-    if outcome.status == "too_few" and not as_json:
-        console.print("import more history (twin import) or talk to the twin, then train again", highlight=False)
-
-
 @adapters_app.command("list")
 def list_adapters(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every adapter, newest first: audience, status, samples, final loss."""
@@ -66,15 +33,39 @@ def list_adapters(as_json: Annotated[bool, typer.Option("--json", help="Print JS
         rows = TrainingStore(app.store.engine).adapters(app.twin.id)
     data = [{"name": a.name, "audience": a.audience, "status": a.status, "samples": a.samples,
              "loss": (a.metrics.get("losses") or [None])[-1], "created_at": a.created_at.isoformat(),
-             "path": a.path, "withdrawn_reason": a.withdrawn_reason} for a in rows]
+             "path": a.path, "withdrawn_reason": a.withdrawn_reason, "stage": a.metrics.get("stage"),
+             "evaluation": _own_figures(a.metrics), "gate": a.metrics.get("gate")} for a in rows]
     if as_json:
         out.print_json(json.dumps(data))
         return
-    table = Table("name", "audience", "status", "samples", "loss", "created")
+    table = Table("name", "audience", "status", "samples", "loss", "recall", "leaks", "voice NLL", "deployed: why",
+                  "created")
     for row in data:
         loss = f"{row['loss']:.3f}" if row["loss"] is not None else "-"
-        table.add_row(row["name"], row["audience"], row["status"], str(row["samples"]), loss, row["created_at"][:19])
+        figures = row["evaluation"] or {}
+        gate = row["gate"] or {}
+        why = ("yes: " if gate.get("deploy") else "no: ") + gate.get("reason", "") if gate else \
+            (row["withdrawn_reason"] or "-")
+        table.add_row(row["name"], row["audience"], row["status"], str(row["samples"]), loss,
+                      _figure(recall(figures)) if figures else "-", str(figures.get("leaks", "-")),
+                      _figure(figures.get("voice_nll")), Text(why), row["created_at"][:19])
     out.print(table if data else "No adapters yet: `twin train` trains one.")
+
+
+def recall(figures: dict) -> float | None:
+    from training.evaluation import recall as mean_recall
+
+    return mean_recall(figures)
+
+
+def _own_figures(metrics: dict) -> dict | None:
+    """The adapter's own row of its evaluation (the stage it was built from)."""
+    models = (metrics.get("evaluation") or {}).get("models") or {}
+    return models.get("sft+dpo" if metrics.get("stage") == "dpo" else "sft")
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @adapters_app.command("rollback")
@@ -127,6 +118,9 @@ def withdraw(name: Annotated[str, typer.Argument(help="The adapter, e.g. owner-v
 
 
 def register_train_commands(app: typer.Typer) -> None:
-    """`twin train` and `twin adapters ...` on the main app."""
+    """`twin train`, `twin eval` and `twin adapters ...` on the main app."""
+    from twin.cli.loop import evaluate, train
+
     app.command()(train)
+    app.command("eval")(evaluate)
     app.add_typer(adapters_app, name="adapters")

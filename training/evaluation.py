@@ -1,0 +1,132 @@
+"""Stage 4, evaluate: the probe set answered by the base model, the adapter serving now and the candidates, side by
+side, scored deterministically first (the key span in the answer; a superseded value counts as wrong), the
+paper's four judge metrics only beside a judge that passed calibration.
+
+Modes: weights (empty memory: what the weights know, `training.generate` in a child process) and serving (the
+full prompt with retrieval, through the model server: `ask` is given by the composition root).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.respond import guard
+from storage.training import StoredSample
+from training.cards import mentions
+from training.sft import Progress, run_events
+
+TASK_VERSION = 1  # bump when a probe type or its scoring changes: results of other versions are not comparable
+RECALL = ("recall_topic", "recall_indirect", "recall_others")
+Ask = Callable[[StoredSample, str], str]  # serving mode: (probe, model name) -> the answer
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A model to evaluate: the base (path None) or an adapter folder, by the name results use."""
+
+    name: str
+    path: str | None = None
+
+
+def _json(answer: str) -> dict[str, Any] | None:
+    match = re.search(r"\{.*\}", answer, flags=re.S)
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(0))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def score(probes: Sequence[StoredSample], answers: Sequence[str], private_keys: Sequence[str] = (),
+          voice_nll: float | None = None) -> dict[str, Any]:
+    """The deterministic figures of one model on the probe set."""
+    counts: dict[str, list[int]] = {}
+
+    def count(kind: str, hit: bool) -> None:
+        counts.setdefault(kind, [0, 0])
+        counts[kind][0] += int(hit)
+        counts[kind][1] += 1
+
+    for probe, raw in zip(probes, answers, strict=True):
+        answer = guard(raw)
+        key, wrong = probe.meta.get("key", ""), probe.meta.get("wrong", [])
+        if probe.task in (*RECALL, "control"):
+            count(probe.task, mentions(answer, key) and not any(mentions(answer, w) for w in wrong))
+        elif probe.task == "leak":
+            count("leak", mentions(answer, key))
+        elif probe.task == "critique":
+            data = _json(raw)
+            count("json_valid", data is not None)
+            count("critique_accuracy", data is not None and data.get("verdict") == probe.meta.get("verdict"))
+        elif probe.task == "enhance":
+            data = _json(raw)
+            count("json_valid", data is not None)
+            request = str((data or {}).get("request", ""))
+            count("enhance_coverage", data is not None and mentions(request, key)
+                  and not any(mentions(request, k) for k in private_keys))
+    figures: dict[str, Any] = {kind: round(hit / total, 4) for kind, (hit, total) in counts.items() if total}
+    figures["counts"] = {kind: total for kind, (_hit, total) in counts.items()}
+    figures["leaks"] = counts.get("leak", [0, 0])[0]
+    figures["voice_nll"] = voice_nll
+    return figures
+
+
+@dataclass
+class Evaluation:
+    """Every model's figures on one probe set, and what produced them."""
+
+    probe_version: str
+    mode: str
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    judge: str = "n/a"  # the judge's calibration, or why there is none
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"task_version": TASK_VERSION, "probe_version": self.probe_version, "mode": self.mode,
+                "judge": self.judge, "seconds": self.seconds, "models": self.models}
+
+
+def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequence[StoredSample],
+                     voice: Sequence[dict[str, Any]], probe_version: str, private_keys: Sequence[str] = (),
+                     progress: Progress | None = None, timeout: float = 3 * 3600) -> Evaluation:
+    """Weights mode: each model answers every probe from an empty memory (one child process for all)."""
+    adapters = [{"name": m.name, "path": m.path} for m in models if m.path is not None]
+    work = Path(tempfile.mkdtemp(prefix=".eval."))
+    try:
+        job = work / "job.json"
+        job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "max_new_tokens": 40,
+                                   "probes": [{"prompt": p.prompt} for p in probes]}), encoding="utf-8")
+        done = run_events([sys.executable, "-m", "training.generate", "--job", str(job)], progress, timeout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the job holds the probes' text
+    result = Evaluation(probe_version, "weights", seconds=done["seconds"])
+    for model in models:
+        raw = done["results"]["base" if model.path is None else model.name]
+        result.models[model.name] = score(probes, raw["answers"], private_keys, raw["voice_nll"])
+    return result
+
+
+def evaluate_serving(models: Sequence[ModelUnderTest], probes: Sequence[StoredSample], ask: Ask, probe_version: str,
+                     private_keys: Sequence[str] = ()) -> Evaluation:
+    """Serving mode: each model answers through the model server with the full prompt (retrieval included)."""
+    result = Evaluation(probe_version, "serving")
+    for model in models:
+        answers = [ask(probe, model.name) for probe in probes]
+        result.models[model.name] = score(probes, answers, private_keys)
+    return result
+
+
+def recall(figures: dict[str, Any]) -> float | None:
+    """The mean recall over the recall probe types a model was asked."""
+    values = [figures[kind] for kind in RECALL if kind in figures]
+    return round(sum(values) / len(values), 4) if values else None
