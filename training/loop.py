@@ -257,6 +257,8 @@ def retrain(deps: RetrainDeps, audience: str, *, deploy: bool = True, only_if_ne
     run.stage("synthesizing samples")
     out, probes, inputs = synthesize(run)
     run.timed("synthesis", began)
+    if _grounded(out.sft) < deps.min_samples:  # declines alone teach nothing about the owner
+        return _too_few(run, _grounded(out.sft))
     base = deps.base_model()
     began = time.perf_counter()
     run.stage("selecting samples")
@@ -265,16 +267,26 @@ def retrain(deps: RetrainDeps, audience: str, *, deploy: bool = True, only_if_ne
     deps.training.replace_samples(deps.twin_id, audience, pair_rows, kind=DPO)
     stored_probes, version = sync(deps.training, deps.twin_id, audience, probes)
     run.timed("selection", began)
-    if len(sft_rows) < deps.min_samples:
-        return RetrainOutcome(audience, "too_few", (
-            f"Not enough to train the {audience} adapter: {len(sft_rows)} samples from what {audience}s may see "
-            f"(at least {deps.min_samples} needed: facts the twin knows, or messages {deps.owner_name} wrote in "
-            "reply to someone)."), samples=len(sft_rows), metrics={"report": run.report})
+    if _grounded(sft_rows) < deps.min_samples:
+        return _too_few(run, _grounded(sft_rows))
     digest = _digest(sft_rows + pair_rows)
     if only_if_new and _already_trained(deps, audience, digest):
         return RetrainOutcome(audience, "up_to_date", f"Nothing new for the {audience} adapter since it was "
                               "trained.", samples=len(sft_rows))
     return _train_and_gate(run, base, sft_rows, pair_rows, stored_probes, version, inputs, digest, deploy)
+
+
+def _grounded(samples: list[NewSample]) -> int:
+    """Samples drawn from the owner's memory (facts or messages), not from templates alone."""
+    return sum(1 for s in samples if s.fact_ids or s.item_ids)
+
+
+def _too_few(run: Run, count: int) -> RetrainOutcome:
+    deps, audience = run.deps, run.audience
+    return RetrainOutcome(audience, "too_few", (
+        f"Not enough to train the {audience} adapter: {count} samples from what {audience}s may see "
+        f"(at least {deps.min_samples} needed: facts the twin knows, or messages {deps.owner_name} wrote in "
+        "reply to someone)."), samples=count, metrics={"report": run.report})
 
 
 def _already_trained(deps: RetrainDeps, audience: str, digest: str) -> bool:

@@ -47,3 +47,17 @@ def bench_pipeline(
     from bench.pipeline import run_pipeline_bench
 
     run_pipeline_bench(n, llm, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("training")
+def bench_training(
+    budget: Annotated[float, typer.Option("--budget", min=1, help="Minutes for SFT + DPO per audience.")] = 12.0,
+    dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="Run DPO after SFT.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """The whole training loop on the shipped synthetic owner: what the weights know, leaks, time and memory."""
+    from bench.training import run_training_bench
+
+    run_training_bench(budget_minutes=budget, dpo=dpo, as_json=as_json, results_path=results, console=console,
+                       out=out)

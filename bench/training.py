@@ -1,0 +1,86 @@
+"""`twin bench training`: the whole loop on a synthetic owner shipped in the repository (bench/data), on the bundled
+model, through the same entry point `twin train` uses. Prints and records what the weights know: recall under
+held-out phrasings (topic named / not named) for the owner adapter and the public (stranger) adapter, the
+held-out-fact control, the leak rate of private facts through the public adapter, critique and enhancement,
+wall time and peak memory per stage."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.scale import record_result
+
+DATA = Path(__file__).parent / "data" / "synthetic_owner.json"
+SHOWN = ("recall_topic", "recall_indirect", "recall_others", "control", "leak", "leaks", "critique_accuracy",
+         "enhance_coverage", "json_valid", "voice_nll")
+
+
+def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[str]]:  # noqa: ANN401 - TwinApp
+    """The owner's chats through the import path, the facts as `twin remember` stores them; returns the indirect
+    (topic-free) questions per fact id."""
+    from storage.facts import FactStore, NewFact
+    from storage.importers import import_path
+    from storage.models import FactOrigin, Visibility
+
+    chats = folder / "chats.jsonl"
+    chats.write_text("".join(json.dumps(row) + "\n" for row in data["chats"]), encoding="utf-8")
+    import_path(app.store, app.twin.id, chats, owner_ids=(data["owner_id"],))
+    facts = FactStore(app.store.engine)
+    indirect: dict[int, list[str]] = {}
+    for row in data["facts"]:
+        fact = facts.add(app.twin.id, NewFact(row["text"], origin=FactOrigin.owner,
+                                              visibility=Visibility(row["visibility"])))
+        indirect[fact.id] = list(row.get("indirect", []))
+    return indirect
+
+
+def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
+                       console: Console, out: Console) -> dict[str, Any]:
+    """Seed a fresh twin, train the owner and the public adapter, print and record the figures."""
+    from training.loop import retrain
+    from twin.app import open_twin
+    from twin.l2 import retrain_deps
+    from twin.settings import Settings
+
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    report: dict[str, Any] = {"bench": "training", "facts": len(data["facts"]), "audiences": {}}
+    with tempfile.TemporaryDirectory(prefix="twin-bench-training-") as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", owner_name=data["owner"], owner_ids=[data["owner_id"]],
+                            training={"budget_minutes": budget_minutes, "dpo": dpo})
+        with open_twin(settings) as app:
+            indirect = seed_owner(app, data, Path(tmp))
+            for audience in ("owner", "stranger"):
+                deps = retrain_deps(app, deploy=False, teacher=False)
+                deps.extra_indirect = indirect
+                started = time.perf_counter()
+                outcome = retrain(deps, audience, deploy=False,
+                                  stage=lambda text, a=audience: console.print(f"{a}: {text}"))
+                report["audiences"][audience] = {
+                    "status": outcome.status, "message": outcome.message,
+                    "wall_seconds": round(time.perf_counter() - started, 1),
+                    "models": (outcome.metrics.get("evaluation") or {}).get("models", {}),
+                    "timings": outcome.metrics.get("timings", {}), "report": outcome.metrics.get("report", {}),
+                    "training": {k: v for k, v in (outcome.metrics.get("training") or {}).items() if k != "recipe"},
+                }
+    if results_path is not None:
+        record_result(report, results_path)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        for audience, row in report["audiences"].items():
+            table = Table(f"{audience} adapter", *row["models"], title=row["message"])
+            for figure in SHOWN:
+                cells = [m.get(figure) for m in row["models"].values()]
+                if any(c is not None for c in cells):
+                    table.add_row(figure, *("-" if c is None else f"{c:.2f}" if isinstance(c, float) else str(c)
+                                            for c in cells))
+            out.print(table)
+            out.print(f"wall {row['wall_seconds']} s; per stage: {row['timings']}")
+    return report
