@@ -70,14 +70,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The twin on every configured platform, with its background jobs, until `stop` is set; closed in reverse."""
     from twin.app import open_twin
     from twin.conversation import model_server, open_pipeline
+    from twin.health import serve_health
     from twin.scheduler import background_jobs
 
     with open_twin(settings) as app, model_server(settings) as url:
         async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
             await running.enter_async_context(background_jobs(app, pipeline.responder.llm))
             platforms = configured_platforms(settings)
+            adapters = {}
             for name in platforms:
-                await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
+                adapters[name] = await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
+            await running.enter_async_context(serve_health(app, url, adapters))
             log.info("the twin of %s is running on %s", app.twin.display_name, ", ".join(platforms))
             await stop.wait()
             log.info("stopping")

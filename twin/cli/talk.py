@@ -37,8 +37,11 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
 
     with open_twin(settings) as app, model_server(settings) as url:
         async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
-            if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop
+            if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop; /healthz
+                from twin.health import serve_health
+
                 await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm))
+                await jobs.enter_async_context(serve_health(app, url, {}))
             if banner:
                 total = app.store.count(app.twin.id)
                 console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
