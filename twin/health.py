@@ -107,7 +107,13 @@ async def health_server(host: str, port: int, probes: dict[str, Probe]) -> Async
     runner = web.AppRunner(health_app(probes), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            from twin.startup import StartupRefused
+
+            raise StartupRefused(f"the health endpoint cannot listen on {host}:{port} ({error.strerror}): set "
+                                 "TWIN_HEALTH_PORT to a free port, or 0 to turn it off") from error
         url = f"http://{host}:{port}/healthz"
         log.info("health at %s", url)
         yield url

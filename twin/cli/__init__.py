@@ -33,5 +33,8 @@ def main() -> None:
     try:
         app()
     except StorageError as error:
-        fail(str(error))
+        try:
+            fail(str(error))
+        except typer.Exit as exit_:  # outside click's own handling here: exit with its code, no traceback
+            raise SystemExit(exit_.exit_code) from None
 
