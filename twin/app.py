@@ -53,8 +53,11 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
 
 
 @contextmanager
-def open_twin(settings: Settings) -> Iterator[TwinApp]:
-    """Migrate the database, open the index, make sure the owner's twin exists; close everything after."""
+def open_twin(settings: Settings, *, rebuilding_index: bool = False) -> Iterator[TwinApp]:
+    """Migrate the database, open the index, make sure the owner's twin exists; close everything after. Refuses
+    (StartupRefused) an index built with another embedding model, unless it is being rebuilt."""
+    from twin.startup import check_index_embedding
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_database_engine(settings.resolved_database_url)
     migrate(engine)
@@ -63,8 +66,11 @@ def open_twin(settings: Settings) -> Iterator[TwinApp]:
     store = MemoryStore(engine, index, embedder, Bm25Encoder())
     try:
         twin = store.ensure_twin(settings.owner, settings.owner_name)
+        app = TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
+        if not rebuilding_index:
+            check_index_embedding(app, embedder.dim)
         store.sync_index()
-        yield TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
+        yield app
     finally:
         index.close()
         engine.dispose()

@@ -67,22 +67,36 @@ BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """The twin on every configured platform, with its background jobs, until `stop` is set; closed in reverse."""
+    """The twin on every configured platform, with its background jobs, until `stop` is set; closed in reverse.
+    Refuses to start (StartupRefused) when the serving adapters were trained on another base model."""
     from twin.app import open_twin
-    from twin.conversation import model_server, open_pipeline
+    from twin.conversation import model_server
+    from twin.startup import check_after_open
+
+    with open_twin(settings) as app:
+        check_after_open(app)
+        with model_server(settings) as url:
+            await _serve(app, url, stop)
+
+
+async def _serve(app: TwinApp, url: str, stop: asyncio.Event) -> None:
+    from twin.conversation import open_pipeline
+    from twin.health import serve_health
     from twin.l2 import retrain_runner
     from twin.scheduler import background_jobs
 
-    with open_twin(settings) as app, model_server(settings) as url:
-        async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
-            await running.enter_async_context(background_jobs(app, pipeline.responder.llm,
-                                                                   retrainer=retrain_runner(app)))
-            platforms = configured_platforms(settings)
-            for name in platforms:
-                await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
-            log.info("the twin of %s is running on %s", app.twin.display_name, ", ".join(platforms))
-            await stop.wait()
-            log.info("stopping")
+    settings = app.settings
+    async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
+        await running.enter_async_context(background_jobs(app, pipeline.responder.llm,
+                                                           retrainer=retrain_runner(app)))
+        platforms = configured_platforms(settings)
+        adapters = {}
+        for name in platforms:
+            adapters[name] = await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
+        await running.enter_async_context(serve_health(app, url, adapters))
+        log.info("the twin of %s is running on %s", app.twin.display_name, ", ".join(platforms))
+        await stop.wait()
+        log.info("stopping")
 
 
 async def serve_until_signalled(settings: Settings) -> None:

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
         default=None, description="Users whose invites the twin accepts (JSON list); default the owner's Matrix ids.",
     )
 
+    # `twin run` answers GET /healthz here (database, vector store, model server, each platform); port 0: off.
+    health_host: str = Field(default="127.0.0.1", description="Where the health endpoint listens.")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="Port of GET /healthz; 0 turns it off.")
+
     @field_validator("data_dir", "cache_dir", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:

@@ -49,8 +49,10 @@ def instance_of(schema: dict[str, Any], text: str, defs: dict[str, Any] | None =
 class RecordingLLM:
     """Serves /v1/chat/completions and /v1/models on 127.0.0.1; records every request body."""
 
-    def __init__(self, served: tuple[str, ...] = ("base",), cut_to_max_tokens: bool = False) -> None:
+    def __init__(self, served: tuple[str, ...] = ("base",), cut_to_max_tokens: bool = False,
+                 root: str | None = None) -> None:
         self.served = served
+        self.root = root  # the base model's path or id in /v1/models, as vLLM reports it (None: left out)
         self.cut_to_max_tokens = cut_to_max_tokens  # like a real model: at most max_tokens (here: words) back
         self.delay = 0.0  # seconds every answer takes, like generation (tests that kill a twin mid-answer)
         self.requests: list[dict[str, Any]] = []
@@ -124,6 +126,8 @@ class RecordingLLM:
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     models = [{"id": name, "object": "model"} for name in llm.served]
+                    if llm.root is not None:
+                        models[0]["root"] = llm.root
                     self._send(200, json.dumps({"object": "list", "data": models}))
                 elif self.path == "/health":
                     self._send(200, "{}")

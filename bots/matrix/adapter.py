@@ -67,6 +67,7 @@ class MatrixAdapter:
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._sync_task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()  # nio knows the rooms (and their encryption) only after a sync
+        self.sync_error: str | None = None  # the last sync's failure, until a sync succeeds again
 
     async def __aenter__(self) -> MatrixAdapter:
         await self.start()
@@ -88,6 +89,12 @@ class MatrixAdapter:
         await self.recover()
         self._sync_task = asyncio.create_task(self._sync_forever(since), name="matrix-sync")
         log.info("Matrix: %s syncing with %s", user_id, self.credentials.homeserver)
+
+    async def health(self) -> str | None:
+        """None while the sync loop runs and its last sync worked, else what is wrong."""
+        if self._sync_task is None or self._sync_task.done():
+            return "not syncing"
+        return f"sync failing: {self.sync_error}" if self.sync_error else None
 
     async def stop(self) -> None:
         """Stop syncing, let the answers under way finish, remember where the stream stands, close."""
@@ -123,10 +130,11 @@ class MatrixAdapter:
                 since = await self._sync(since, self.options.sync_timeout_ms, full_state=first)
             except MatrixError as error:
                 failures += 1
+                self.sync_error = str(error)
                 log.warning("Matrix: sync failed (%s); retrying", error)
                 await asyncio.sleep(min(MAX_SYNC_BACKOFF, 2.0 ** failures))
                 continue
-            first, failures = False, 0
+            first, failures, self.sync_error = False, 0, None
             self._checkpoint_after(since)
             await self._keep_keys()
 

@@ -118,6 +118,12 @@ class SlackAdapter:
         log.info("Slack: Events API endpoint at %s", self.url)
         await self.recover()
 
+    async def health(self) -> str | None:
+        """None while events can arrive (Socket Mode connected, or the endpoint served), else what is wrong."""
+        if self._socket is not None:
+            return None if await self._socket.client.is_connected() else "Socket Mode is not connected"
+        return None if self._runner is not None else "the Events API endpoint is not served"
+
     async def stop(self) -> None:
         """Stop receiving; close the connection or the server."""
         if self._socket is not None:

@@ -125,6 +125,13 @@ class TelegramAdapter:
         log.info("Telegram: @%s is up (%s)", self.bot.username, self.options.mode)
         await self.recover()
 
+    async def health(self) -> str | None:
+        """None while updates are received (polling or the webhook server), else what is wrong."""
+        updater = self.application.updater
+        if not self.application.running or updater is None or not updater.running:
+            return f"not receiving updates ({self.options.mode} stopped)"
+        return None
+
     async def recover(self) -> None:
         """Answer what a crash left received but unanswered, and send replies that were never delivered."""
         if self.ledger is None:

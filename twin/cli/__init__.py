@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from storage.errors import StorageError
+from twin.cli.backup import register_backup_commands
 from twin.cli.bench import bench_app
 from twin.cli.common import fail
 from twin.cli.forget import forget
@@ -26,6 +27,7 @@ register_memory_commands(app)
 app.command()(forget)
 app.command()(doctor)
 register_train_commands(app)
+register_backup_commands(app)
 
 
 def main() -> None:
@@ -33,5 +35,8 @@ def main() -> None:
     try:
         app()
     except StorageError as error:
-        fail(str(error))
+        try:
+            fail(str(error))
+        except typer.Exit as exit_:  # outside click's own handling here: exit with its code, no traceback
+            raise SystemExit(exit_.exit_code) from None
 

@@ -196,10 +196,12 @@ def _database_bytes(settings: Settings) -> int:
 def reindex() -> None:
     """Rebuild the vector index from the database (the source of truth)."""
     from twin.app import open_twin
+    from twin.startup import record_index_embedding
 
-    with open_twin(load_settings()) as twin, progress_bar() as bar:
+    with open_twin(load_settings(), rebuilding_index=True) as twin, progress_bar() as bar:
         task = bar.add_task("reindexing", total=twin.store.count())
         done = twin.store.reindex(progress=lambda n: bar.update(task, advance=n))
+        record_index_embedding(twin, twin.store.embedder.dim)
     out.print(f"reindexed {done} items")
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from contextlib import AsyncExitStack
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,6 +16,9 @@ from bots.console import ConsoleSpeaker, converse, to_inbound
 from core.messages import Reply
 from twin.cli.common import console, out
 from twin.settings import Settings
+
+if TYPE_CHECKING:
+    from twin.app import TwinApp
 
 people_app = typer.Typer(help="People the twin knows and how far each is trusted.", no_args_is_help=True)
 
@@ -32,24 +35,36 @@ def _speaker(settings: Settings, as_name: str | None) -> ConsoleSpeaker:
 
 async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, background: bool = False) -> None:
     from twin.app import open_twin
-    from twin.conversation import model_server, open_pipeline
+    from twin.conversation import model_server
+    from twin.startup import check_after_open
+
+    with open_twin(settings) as app:
+        if background:  # `twin run`: refuses serving adapters trained on another base model
+            check_after_open(app)
+        with model_server(settings) as url:
+            await _converse(app, url, speaker, banner, background)
+
+
+async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: bool, background: bool) -> None:
+    from twin.conversation import open_pipeline
+    from twin.health import serve_health
     from twin.l2 import retrain_runner
     from twin.scheduler import background_jobs
 
-    with open_twin(settings) as app, model_server(settings) as url:
-        async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
-            if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop
-                await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm,
-                                                                   retrainer=retrain_runner(app)))
-            if banner:
-                total = app.store.count(app.twin.id)
-                console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
-                              f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
-            interactive = sys.stdin.isatty()
-            await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
-                           write=lambda text: out.print(Text.assemble(("twin> ", "bold"), text) if interactive
-                                                        else text),
-                           prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
+    async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
+        if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop; /healthz
+            await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm,
+                                                           retrainer=retrain_runner(app)))
+            await jobs.enter_async_context(serve_health(app, url, {}))
+        if banner:
+            total = app.store.count(app.twin.id)
+            console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
+                          f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
+        interactive = sys.stdin.isatty()
+        await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
+                       write=lambda text: out.print(Text.assemble(("twin> ", "bold"), text) if interactive
+                                                    else text),
+                       prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
 def _read_piped(_prompt: str) -> str:
@@ -62,7 +77,9 @@ def _read_piped(_prompt: str) -> str:
 def run_console(settings: Settings) -> None:
     """The configured chat platforms; with none, the console channel as the owner (typed or piped in)."""
     from twin.platforms import configured_platforms, run_platforms
+    from twin.startup import check_before_open
 
+    check_before_open(settings)  # refuses in one line (StartupRefused): secrets, database, Qdrant
     if configured_platforms(settings):
         run_platforms(settings)
         return
