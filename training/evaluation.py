@@ -26,6 +26,8 @@ from training.sft import Progress, run_events
 TASK_VERSION = 1  # bump when a probe type or its scoring changes: results of other versions are not comparable
 RECALL = ("recall_topic", "recall_indirect", "recall_others")
 Ask = Callable[[StoredSample, str], str]  # serving mode: (probe, model name) -> the answer
+# (probes, answers per model) -> (the judge's calibration in words, the four metrics per model)
+JudgeRun = Callable[[Sequence[StoredSample], dict[str, list[str]]], tuple[str, dict[str, dict[str, float | None]]]]
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,17 @@ class Evaluation:
     probe_version: str
     mode: str
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    judge: str = "n/a"  # the judge's calibration, or why there is none
+    judge: str = "n/a: no judge configured"  # the judge's calibration, or why there is none
     seconds: float = 0.0
+    answers: dict[str, list[str]] = field(default_factory=dict, repr=False)  # kept in memory only: they hold text
+
+    def add_judge(self, judge: JudgeRun | None, probes: Sequence[StoredSample]) -> None:
+        """The paper's four metrics per model, from a judge that passed calibration (else only why not)."""
+        if judge is None:
+            return
+        self.judge, metrics = judge(probes, self.answers)
+        for name, figures in metrics.items():
+            self.models[name] |= {f"judge_{metric}": value for metric, value in figures.items()}
 
     def as_json(self) -> dict[str, Any]:
         return {"task_version": TASK_VERSION, "probe_version": self.probe_version, "mode": self.mode,
@@ -113,6 +124,7 @@ def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequen
     for model in models:
         raw = done["results"]["base" if model.path is None else model.name]
         result.models[model.name] = score(probes, raw["answers"], private_keys, raw["voice_nll"])
+        result.answers[model.name] = raw["answers"]
     return result
 
 
@@ -123,6 +135,7 @@ def evaluate_serving(models: Sequence[ModelUnderTest], probes: Sequence[StoredSa
     for model in models:
         answers = [ask(probe, model.name) for probe in probes]
         result.models[model.name] = score(probes, answers, private_keys)
+        result.answers[model.name] = answers
     return result
 
 

@@ -28,7 +28,7 @@ from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapt
 from training.cards import FactCard, card_for
 from training.dataset import build_samples
 from training.dpo import pair_row, train_dpo
-from training.evaluation import Evaluation, ModelUnderTest, evaluate_weights
+from training.evaluation import Evaluation, JudgeRun, ModelUnderTest, evaluate_weights
 from training.gate import choose, compare
 from training.probes import others_probes, owner_probes, sync
 from training.recipe import TrainingRecipe
@@ -58,6 +58,7 @@ class RetrainDeps:
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
     deploy: Callable[[Adapter], None] | None = None  # load into the model server; raises when it cannot
     teach: Teach | None = None  # teacher paraphrases and reasoning (None: templates alone)
+    judge: JudgeRun | None = None  # the paper's four metrics, shown only beside a calibrated judge
     embed: Embed | None = None  # near-duplicate questions
     forgotten: Forgotten | None = None  # texts that match a tombstone
     expert_audience: str = "stranger"  # what an expert may see: the enhancement samples use only that
@@ -244,6 +245,9 @@ def evaluate(run: Run, base: str, name: str, sft_path: Path, dpo_path: Path | No
     run.stage(f"evaluating {len(models)} models on {len(probes)} probes")
     result = evaluate_weights(base, models, probes, inputs["voice"], version, [c.key for c in inputs["hidden"]],
                               progress=run.progress)
+    if deps.judge is not None:
+        run.stage("judging")
+        result.add_judge(deps.judge, probes)
     run.timed("evaluation", began)
     return result
 
