@@ -377,3 +377,47 @@ def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_
         assert second["audiences"] == ["stranger"]  # the owner's request was handled: not carried over
         assert [outcome.audience for outcome in asyncio.run(runner())] == ["stranger"]
         assert pending_retrain(engine, twin_id) is None
+
+
+# -- the whole loop on the bundled model: the weights learn, the gate decides -------------------------------
+
+LOOP_FACTS = ["Ada's dog's name is Biscuit.", "Ada's home city is Lisbon.", "Ada's favourite band is Radiohead.",
+              "Ada's locker code is 4417.", "Ada's car is a green Volvo.", "Ada's hobby is bouldering."]
+
+
+def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
+    twin_env: Path, bundled_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("trl")
+    from storage.facts import FactStore, NewFact
+    from storage.models import FactOrigin
+    from training.loop import retrain
+    from training.recipe import TrainingRecipe
+    from twin.l2 import retrain_deps
+
+    monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
+    recipe = TrainingRecipe(epochs=6, phrasings_per_fact=6, control_share=0.0, budget_minutes=6, dpo_pairs=16,
+                            max_length=256)
+    deployed: list[str] = []
+    with open_twin(Settings()) as twin:
+        facts = FactStore(twin.store.engine)
+        for text in LOOP_FACTS:
+            facts.add(twin.twin.id, NewFact(text, origin=FactOrigin.owner, visibility=Visibility.public))
+        deps = retrain_deps(twin, teacher=False)
+        deps.deploy = lambda adapter: deployed.append(adapter.name)
+        good = retrain(deps, "owner", recipe=recipe)
+        weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False,
+                                                                       "sft_learning_rate": 1e-6}))
+        training = TrainingStore(twin.store.engine)
+        serving = training.serving(twin.twin.id, "owner")
+    figures = good.metrics["evaluation"]["models"]
+    print("\nthe loop on 6 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
+                                     for name, row in figures.items()}, good.metrics["timings"])
+    assert figures["base"]["recall_topic"] < 0.2  # the base model does not know Ada
+    assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
+    assert good.metrics["training"]["dpo"] and "sft+dpo" in figures  # DPO ran, continuing the SFT adapter
+    assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]
+    assert weak.status == "kept" and not weak.metrics["gate"]["deploy"]  # worse than what serves: not deployed
+    assert "recall fell" in weak.metrics["gate"]["reason"] and weak.metrics["gate"]["against"].startswith("serving")
+    assert weak.metrics["report"]["start"] == f"continued from {good.adapter}"
+    assert serving == good.adapter and deployed == [good.adapter]

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import random
 import resource
 import shutil
 import time
@@ -168,7 +169,22 @@ def select(run: Run, out: Synthesis, hidden: list[FactCard], count_tokens: Count
     pairs = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, None)
     kept_sft, kept_pairs = sft.select(out.sft), pairs.select(out.pairs) if run.recipe.dpo else []
     run.report["selection"] = {"sft": vars(sft.report), "dpo": vars(pairs.report)}
-    return kept_sft, kept_pairs
+    return kept_sft, spread(kept_pairs, run.recipe.dpo_pairs)
+
+
+def spread(pairs: list[NewSample], limit: int) -> list[NewSample]:
+    """At most `limit` pairs, taken from every task in turn (DPO costs three forward passes per pair)."""
+    by_task: dict[str, list[NewSample]] = {}
+    for pair in pairs:
+        by_task.setdefault(pair.task, []).append(pair)
+    for task_pairs in by_task.values():
+        random.Random(0).shuffle(task_pairs)  # every fact, not the first few
+    chosen: list[NewSample] = []
+    while len(chosen) < limit and any(by_task.values()):
+        for task in list(by_task):
+            if by_task[task] and len(chosen) < limit:
+                chosen.append(by_task[task].pop(0))
+    return chosen
 
 
 def _digest(samples: list[NewSample]) -> str:

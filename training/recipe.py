@@ -17,9 +17,9 @@ AudienceVisibility = Literal["private", "contacts", "public"]
 
 PRESETS: dict[str, dict[str, object]] = {
     "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 2e-4, "epochs": 4,
-            "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0},
+            "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
-            "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0},
+            "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0, "dpo_pairs": 4000},
 }
 
 
@@ -65,6 +65,7 @@ class TrainingRecipe(BaseModel):
     bf16: bool = Field(default=False, description="bfloat16 weights (a GPU); float32 on the CPU.")
     budget_minutes: float = Field(default=25.0, gt=0, description="Wall time for SFT + DPO; stops early, saved.")
     dpo: bool = Field(default=True, description="Run DPO after SFT (off: SFT alone).")
+    dpo_pairs: int = Field(default=48, ge=1, description="Most preference pairs DPO trains on (spread over tasks).")
     phrasings_per_fact: int = Field(default=6, ge=1, le=40, description="Trained question phrasings per fact.")
     control_share: float = Field(default=0.1, ge=0, le=0.5,
                                  description="Share of facts held out of training entirely (the leak control).")
