@@ -46,7 +46,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
     """Seed a fresh twin, train the owner and the public adapter, print and record the figures."""
     from training.loop import retrain
     from twin.app import open_twin
-    from twin.l2 import retrain_deps
+    from twin.l2 import evaluate_adapter, retrain_deps
     from twin.settings import Settings
 
     data = json.loads(DATA.read_text(encoding="utf-8"))
@@ -62,7 +62,12 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 started = time.perf_counter()
                 outcome = retrain(deps, audience, deploy=False,
                                   stage=lambda text, a=audience: console.print(f"{a}: {text}"))
+                serving_mode = {}
+                if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
+                    console.print(f"{audience}: evaluating with retrieval (serving prompts)")
+                    serving_mode = evaluate_adapter(app, outcome.adapter, audience, "serving").models
                 report["audiences"][audience] = {
+                    "with_retrieval": serving_mode,
                     "status": outcome.status, "message": outcome.message,
                     "wall_seconds": round(time.perf_counter() - started, 1),
                     "models": (outcome.metrics.get("evaluation") or {}).get("models", {}),
@@ -75,12 +80,18 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
         out.print_json(json.dumps(report))
     else:
         for audience, row in report["audiences"].items():
-            table = Table(f"{audience} adapter", *row["models"], title=row["message"])
-            for figure in SHOWN:
-                cells = [m.get(figure) for m in row["models"].values()]
-                if any(c is not None for c in cells):
-                    table.add_row(figure, *("-" if c is None else f"{c:.2f}" if isinstance(c, float) else str(c)
-                                            for c in cells))
-            out.print(table)
+            out.print(_table(f"{audience} adapter", row["models"], row["message"]))
+            if row["with_retrieval"]:
+                out.print(_table(f"{audience}, with retrieval", row["with_retrieval"]))
             out.print(f"wall {row['wall_seconds']} s; per stage: {row['timings']}")
     return report
+
+
+def _table(title: str, models: dict[str, dict[str, Any]], caption: str | None = None) -> Table:
+    table = Table(title, *models, title=caption)
+    for figure in SHOWN:
+        cells = [m.get(figure) for m in models.values()]
+        if any(c is not None for c in cells):
+            table.add_row(figure, *("-" if c is None else f"{c:.2f}" if isinstance(c, float) else str(c)
+                                    for c in cells))
+    return table

@@ -2,8 +2,9 @@
 side, scored deterministically first (the key span in the answer; a superseded value counts as wrong), the
 paper's four judge metrics only beside a judge that passed calibration.
 
-Modes: weights (empty memory: what the weights know, `training.generate` in a child process) and serving (the
-full prompt with retrieval, through the model server: `ask` is given by the composition root).
+Modes: weights (empty memory: what the weights know) and serving (the full prompt serving builds, retrieval and
+the audience's profile included, given by the composition root); both generate in `training.generate`, a child
+process, with the same weights vLLM serves.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from training.sft import Progress, run_events
 
 TASK_VERSION = 1  # bump when a probe type or its scoring changes: results of other versions are not comparable
 RECALL = ("recall_topic", "recall_indirect", "recall_others")
-Ask = Callable[[StoredSample, str], str]  # serving mode: (probe, model name) -> the answer
 # (probes, answers per model) -> (the judge's calibration in words, the four metrics per model)
 JudgeRun = Callable[[Sequence[StoredSample], dict[str, list[str]]], tuple[str, dict[str, dict[str, float | None]]]]
 
@@ -109,33 +109,25 @@ class Evaluation:
 
 def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequence[StoredSample],
                      voice: Sequence[dict[str, Any]], probe_version: str, private_keys: Sequence[str] = (),
-                     progress: Progress | None = None, timeout: float = 3 * 3600) -> Evaluation:
-    """Weights mode: each model answers every probe from an empty memory (one child process for all)."""
+                     progress: Progress | None = None, timeout: float = 3 * 3600,
+                     prompts: Sequence[list[dict[str, str]]] | None = None) -> Evaluation:
+    """Each model answers every probe (one child process for all): from an empty memory (weights mode), or from
+    `prompts`, the full prompts serving builds with retrieval (serving mode)."""
     adapters = [{"name": m.name, "path": m.path} for m in models if m.path is not None]
     work = Path(tempfile.mkdtemp(prefix=".eval."))
     try:
         job = work / "job.json"
         job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "max_new_tokens": 40,
-                                   "probes": [{"prompt": p.prompt} for p in probes]}), encoding="utf-8")
+                                   "probes": [{"prompt": p} for p in prompts or [p.prompt for p in probes]]}),
+                       encoding="utf-8")
         done = run_events([sys.executable, "-m", "training.generate", "--job", str(job)], progress, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the job holds the probes' text
-    result = Evaluation(probe_version, "weights", seconds=done["seconds"])
+    result = Evaluation(probe_version, "weights" if prompts is None else "serving", seconds=done["seconds"])
     for model in models:
         raw = done["results"]["base" if model.path is None else model.name]
         result.models[model.name] = score(probes, raw["answers"], private_keys, raw["voice_nll"])
         result.answers[model.name] = raw["answers"]
-    return result
-
-
-def evaluate_serving(models: Sequence[ModelUnderTest], probes: Sequence[StoredSample], ask: Ask, probe_version: str,
-                     private_keys: Sequence[str] = ()) -> Evaluation:
-    """Serving mode: each model answers through the model server with the full prompt (retrieval included)."""
-    result = Evaluation(probe_version, "serving")
-    for model in models:
-        answers = [ask(probe, model.name) for probe in probes]
-        result.models[model.name] = score(probes, answers, private_keys)
-        result.answers[model.name] = answers
     return result
 
 

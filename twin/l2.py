@@ -256,11 +256,42 @@ def training_lock(app: TwinApp):  # noqa: ANN201 - a context manager
     return file_lock(app.settings.run_dir / "retrain.lock")
 
 
+def serving_prompts(app: TwinApp, audience: str, probes: Sequence[StoredSample]) -> list[list[dict[str, str]]]:
+    """Each probe's question in the prompt serving would build for it: the audience's retrieved memory and
+    profile (only what it may see), through the same builders (core.prompts) and search the pipeline uses."""
+    from core.profile import ProfileView
+    from core.prompts import PromptBudget, assistant_prompt, memory_block, on_behalf_prompt
+    from storage.facts import FactStore
+    from storage.models import ItemKind
+    from storage.profiles import ProfileStore
+    from storage.search import SearchScope
+    from training.probes import ASKER
+
+    budget, owner = PromptBudget(), app.twin.display_name
+    profile = ProfileView(app.twin.id, owner, FactStore(app.store.engine), ProfileStore(app.store.engine))
+    prompts = []
+    for probe in probes:
+        question = probe.meta.get("question", "")
+        if probe.task in ("critique", "enhance") or not question:
+            prompts.append(probe.prompt)  # their memory block is the task's own
+            continue
+        asker = "owner" if audience == "owner" else audience
+        found = app.searcher.search(question, SearchScope(app.twin.id, audience=asker), budget.memory_items)
+        items = [r.item for r in found if r.item.kind != ItemKind.reply][: budget.memory_items]
+        block = memory_block(items, budget, profile=profile.for_prompt(asker, question))
+        prompts.append(assistant_prompt(owner, block, [], question, budget) if audience == "owner"
+                       else on_behalf_prompt(owner, ASKER, block, [], question, budget))
+    return prompts
+
+
 def evaluate_adapter(app: TwinApp, adapter: str, audience: str, mode: str, progress=None):  # noqa: ANN001, ANN201
-    """`twin eval`: the audience's frozen probe set, answered by the base model and the adapter named (or serving).
-    Weights mode only for now; serving mode needs the adapters loaded in the model server."""
+    """`twin eval`: the audience's frozen probe set, answered by the base model and the adapter named (or serving),
+    from the weights alone or from the full serving prompt."""
+    from serving.bundled import resolve_base_model
+    from storage.facts import FactStore
     from training.evaluation import ModelUnderTest, evaluate_weights
     from training.loop import cards_of
+    from training.probes import version_of
 
     training = TrainingStore(app.store.engine)
     name = training.serving(app.twin.id, audience) if adapter == "serving" else adapter
@@ -271,18 +302,12 @@ def evaluate_adapter(app: TwinApp, adapter: str, audience: str, mode: str, progr
     probes = training.samples(app.twin.id, audience, "probe")
     if not probes:
         raise LookupError(f"no probe set for {audience} yet: `twin train --audience ...` builds it")
-    if mode != "weights":
-        raise LookupError("serving mode is not built yet: use --mode weights")
-    from serving.bundled import resolve_base_model
-    from storage.facts import FactStore
-    from training.probes import version_of
-
-    version = version_of(probes, audience)
     hidden_keys: list[str] = []
     if audience != "owner":
         _, visible, _ = cards_of(FactStore(app.store.engine), app.twin.id, audience)
         _, every, _ = cards_of(FactStore(app.store.engine), app.twin.id, "owner")
         hidden_keys = [c.key for c in every if c.fact_id not in {v.fact_id for v in visible}]
     models = [ModelUnderTest("base")] + ([ModelUnderTest(chosen.name, chosen.path)] if chosen is not None else [])
-    return evaluate_weights(resolve_base_model(app.settings), models, probes, [], version, hidden_keys,
-                            progress=progress)
+    prompts = serving_prompts(app, audience, probes) if mode == "serving" else None
+    return evaluate_weights(resolve_base_model(app.settings), models, probes, [], version_of(probes, audience),
+                            hidden_keys, progress=progress, prompts=prompts)
