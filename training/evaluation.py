@@ -26,6 +26,8 @@ from training.sft import Progress, run_events
 
 TASK_VERSION = 1  # bump when a probe type or its scoring changes: results of other versions are not comparable
 RECALL = ("recall_topic", "recall_indirect", "recall_others")
+JSON_PROBES = ("critique", "enhance")
+ANSWER_TOKENS, JSON_TOKENS = 24, 64  # a key span is said within 24 tokens; a JSON verdict or request needs more
 # (probes, answers per model) -> (the judge's calibration in words, the four metrics per model)
 JudgeRun = Callable[[Sequence[StoredSample], dict[str, list[str]]], tuple[str, dict[str, dict[str, float | None]]]]
 
@@ -117,8 +119,10 @@ def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequen
     work = Path(tempfile.mkdtemp(prefix=".eval."))
     try:
         job = work / "job.json"
-        job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "max_new_tokens": 40,
-                                   "probes": [{"prompt": p} for p in prompts or [p.prompt for p in probes]]}),
+        given = prompts or [p.prompt for p in probes]
+        rows = [{"prompt": prompt, "max_new_tokens": JSON_TOKENS if p.task in JSON_PROBES else ANSWER_TOKENS}
+                for p, prompt in zip(probes, given, strict=True)]
+        job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "probes": rows}),
                        encoding="utf-8")
         done = run_events([sys.executable, "-m", "training.generate", "--job", str(job)], progress, timeout)
     finally:

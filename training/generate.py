@@ -21,19 +21,23 @@ from training.sft import _emit
 BATCH = 16
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:  # noqa: ANN401
+def _generate(model: Any, tokenizer: Any, probes: list[dict[str, Any]]) -> list[str]:  # noqa: ANN401
+    """Greedy answers, batched among probes of the same answer length and similar prompt length (less padding)."""
     import torch
 
-    answers: list[str] = []
-    for start in range(0, len(prompts), BATCH):
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start:start + BATCH]]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [answer.strip() for answer in answers]
+    texts = [tokenizer.apply_chat_template(p["prompt"], tokenize=False, add_generation_prompt=True) for p in probes]
+    order = sorted(range(len(probes)), key=lambda i: (probes[i]["max_new_tokens"], len(texts[i])))
+    answers: dict[int, str] = {}
+    for start in range(0, len(order), BATCH):
+        chunk = order[start:start + BATCH]
+        batch = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=max(probes[i]["max_new_tokens"] for i in chunk),
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        for at, text in zip(chunk, tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
+                                                          skip_special_tokens=True), strict=True):
+            answers[at] = text.strip()
+    return [answers[i] for i in range(len(probes))]
 
 
 def _voice_nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float | None:  # noqa: ANN401
@@ -76,7 +80,6 @@ def run(job: dict[str, Any]) -> None:
         model = PeftModel.from_pretrained(model, adapters[0]["path"], adapter_name=adapters[0]["name"])
         for adapter in adapters[1:]:
             model.load_adapter(adapter["path"], adapter_name=adapter["name"])
-    prompts = [probe["prompt"] for probe in job["probes"]]
     results: dict[str, Any] = {}
     names = ["base"] + [adapter["name"] for adapter in adapters]
     for at, name in enumerate(names):
@@ -84,7 +87,7 @@ def run(job: dict[str, Any]) -> None:
             model.set_adapter(name)
         context = model.disable_adapter() if name == "base" and adapters else nullcontext()
         with context:
-            results[name] = {"answers": _generate(model, tokenizer, prompts, job.get("max_new_tokens", 32)),
+            results[name] = {"answers": _generate(model, tokenizer, job["probes"]),
                              "voice_nll": _voice_nll(model, tokenizer, job.get("voice", []))}
         _emit(event="step", step=at + 1, total=len(names), loss=None)
     _emit(event="done", results=results, seconds=round(time.perf_counter() - started, 2))
