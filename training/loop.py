@@ -11,180 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-import random
-import resource
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from storage.errors import StorageError
-from storage.facts import FactStore
-from storage.models import Fact
-from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapter, NewSample, TrainingStore
-from training.cards import FactCard, card_for
-from training.dataset import build_samples
-from training.dpo import pair_row, train_dpo
-from training.evaluation import Evaluation, JudgeRun, ModelUnderTest, evaluate_weights
+from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapter, NewSample
 from training.gate import choose, compare
-from training.probes import others_probes, owner_probes, sync
+from training.probes import sync
 from training.recipe import TrainingRecipe
-from training.selection import CountTokens, Embed, Forgotten, Selector
-from training.sft import Progress, Recipe, TrainingFailed, train_adapter
-from training.synthesis import Synthesis, Synthesizer
+from training.run import MIN_SAMPLES, RetrainDeps, RetrainOutcome, Run, Stage, Teach
+from training.sft import Progress, TrainingFailed
+from training.stages import cards_of, evaluate, select, synthesize, train
+
+__all__ = ["MIN_SAMPLES", "RetrainDeps", "RetrainOutcome", "Run", "Teach", "cards_of", "continue_from", "retrain",
+           "synthesize"]
 
 log = logging.getLogger(__name__)
-
-MIN_SAMPLES = 8
-VOICE_HELD_OUT = 0.1  # the owner's newest replies kept for the voice figure, never trained on
-Teach = Callable[[list[FactCard], str], tuple[dict[int, list[str]], dict[int, list[str]], dict[int, str]]]
-Stage = Callable[[str], None]  # a short status line per stage (the terminal's bar, the owner's chat)
-
-
-@dataclass
-class RetrainDeps:
-    """What a retrain needs, built by the composition root."""
-
-    twin_id: int
-    owner_name: str
-    training: TrainingStore
-    facts: FactStore
-    adapters_dir: Path  # <data_dir>/adapters
-    base_model: Callable[[], str]  # resolved when needed: preparing the bundled model takes a while once
-    count_tokens: Callable[[str], CountTokens]  # base model -> a counter of a chat's tokens
-    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
-    deploy: Callable[[Adapter], None] | None = None  # load into the model server; raises when it cannot
-    teach: Teach | None = None  # teacher paraphrases and reasoning (None: templates alone)
-    judge: JudgeRun | None = None  # the paper's four metrics, shown only beside a calibrated judge
-    embed: Embed | None = None  # near-duplicate questions
-    forgotten: Forgotten | None = None  # texts that match a tombstone
-    expert_audience: str = "stranger"  # what an expert may see: the enhancement samples use only that
-    min_samples: int = MIN_SAMPLES
-    extra_indirect: dict[int, list[str]] = field(default_factory=dict)  # more held-out questions per fact id
-
-
-@dataclass(frozen=True)
-class RetrainOutcome:
-    """What happened, in words for the owner and in fields for scripts."""
-
-    audience: str
-    status: str  # too_few, up_to_date, failed, withdrawn, ready, kept, serving
-    message: str
-    adapter: str | None = None
-    samples: int = 0
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Run:
-    """One run's state as it goes through the stages."""
-
-    deps: RetrainDeps
-    audience: str
-    recipe: TrainingRecipe
-    stage: Stage
-    progress: Progress | None
-    report: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-
-    def timed(self, name: str, began: float) -> None:
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
-        own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.timings[name] = {"seconds": round(time.perf_counter() - began, 2), "peak_child_mb": round(peak_mb),
-                              "peak_self_mb": round(own_mb)}
-
-
-def _control(fact_id: int, share: float) -> bool:
-    """Whether a fact is held out of training entirely (a stable choice: the same facts every run)."""
-    digest = int(hashlib.sha256(f"control:{fact_id}".encode()).hexdigest()[:8], 16)
-    return (digest % 1000) < share * 1000
-
-
-def cards_of(facts: FactStore, twin_id: int, audience: str) -> tuple[list[Fact], list[FactCard], list[Fact]]:
-    """The audience's current facts, their cards (with the values they superseded) and those without one."""
-    every = facts.all(twin_id, "owner")
-    superseded: dict[int, list[str]] = {}
-    for fact in every:
-        if fact.superseded_by is not None and (old := card_for(fact)) is not None:
-            superseded.setdefault(fact.superseded_by, []).append(old.key)
-    current = facts.current(twin_id, audience)
-    cards, without = [], []
-    for fact in current:
-        card = card_for(fact, tuple(superseded.get(fact.id, ())))
-        (cards.append(card) if card is not None else without.append(fact))
-    return current, cards, without
-
-
-def synthesize(run: Run) -> tuple[Synthesis, list[NewSample], dict[str, Any]]:
-    """Stage 1: samples, pairs, held-out voice rows and the probe inputs."""
-    deps, audience, recipe = run.deps, run.audience, run.recipe
-    current, cards, without = cards_of(deps.facts, deps.twin_id, audience)
-    trained = [c for c in cards if not _control(c.fact_id, recipe.control_share)] if audience == "owner" else cards
-    control = [c for c in cards if c not in trained]
-    style = recipe.cot_for("memory_owner" if audience == "owner" else "memory_others")
-    train_q, held_q, reasons = deps.teach(trained, style) if deps.teach else ({}, {}, {})
-    synth = Synthesizer(deps.owner_name, recipe, train_q, reasons)
-    out = Synthesis(audience)
-    visible_facts = [f for f in current if f.id not in {c.fact_id for c in control}]
-    synth.memory_qa(out, trained, visible_facts)
-    if audience == "owner":
-        shareable = {f.id for f in deps.facts.current(deps.twin_id, deps.expert_audience)}
-        synth.enhancement(out, trained, shareable, visible_facts)
-        synth.critique(out, trained)
-    else:
-        synth.declines(out, 8)
-        synth.introductions(out, visible_facts)
-    replies = sorted(build_samples(deps.training.engine, deps.twin_id, audience, deps.owner_name),
-                     key=lambda s: max(s.item_ids))
-    held = math.floor(len(replies) * VOICE_HELD_OUT) if len(replies) >= 10 else 0
-    voice_rows = [{"prompt": s.prompt, "completion": s.completion} for s in replies[len(replies) - held:]] if held \
-        else []
-    synth.voice(out, replies[:len(replies) - held])
-    hidden: list[FactCard] = []
-    if audience != "owner":
-        visible_ids = {c.fact_id for c in cards}
-        _, owner_cards, _ = cards_of(deps.facts, deps.twin_id, "owner")
-        hidden = [c for c in owner_cards if c.fact_id not in visible_ids]
-    indirect = {k: held_q.get(k, []) + deps.extra_indirect.get(k, []) for k in {*held_q, *deps.extra_indirect}}
-    probes = (owner_probes(deps.owner_name, trained, control, indirect) if audience == "owner"
-              else others_probes(deps.owner_name, cards, hidden))
-    run.report["synthesis"] = {"facts": len(current), "facts_without_card": len(without), "control_facts":
-                               len(control), "samples": dict(out.counts), "pairs": len(out.pairs),
-                               "voice_held_out": len(voice_rows), "teacher_paraphrases": sum(map(len,
-                                                                                                 train_q.values()))}
-    return out, probes, {"hidden": hidden, "voice": voice_rows}
-
-
-def select(run: Run, out: Synthesis, hidden: list[FactCard], count_tokens: CountTokens) -> tuple[list[NewSample],
-                                                                                                  list[NewSample]]:
-    """Stage 2: the filters over the SFT samples and the pairs, with their counts."""
-    deps = run.deps
-    private_keys = [c.key for c in hidden]
-    sft = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, deps.embed)
-    pairs = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, None)
-    kept_sft, kept_pairs = sft.select(out.sft), pairs.select(out.pairs) if run.recipe.dpo else []
-    run.report["selection"] = {"sft": vars(sft.report), "dpo": vars(pairs.report)}
-    return kept_sft, spread(kept_pairs, run.recipe.dpo_pairs)
-
-
-def spread(pairs: list[NewSample], limit: int) -> list[NewSample]:
-    """At most `limit` pairs, taken from every task in turn (DPO costs three forward passes per pair)."""
-    by_task: dict[str, list[NewSample]] = {}
-    for pair in pairs:
-        by_task.setdefault(pair.task, []).append(pair)
-    for task_pairs in by_task.values():
-        random.Random(0).shuffle(task_pairs)  # every fact, not the first few
-    chosen: list[NewSample] = []
-    while len(chosen) < limit and any(by_task.values()):
-        for task in list(by_task):
-            if by_task[task] and len(chosen) < limit:
-                chosen.append(by_task[task].pop(0))
-    return chosen
 
 
 def _digest(samples: list[NewSample]) -> str:
@@ -207,65 +52,6 @@ def continue_from(deps: RetrainDeps, audience: str, base: str, rank: int) -> tup
     if trained - current:
         return None, f"fresh: {len(trained - current)} fact(s) {name} learned were superseded or removed since"
     return serving, f"continued from {name}"
-
-
-def _steps(samples: int, epochs: float, batch: int) -> int:
-    return max(1, math.ceil(epochs * samples / batch))
-
-
-def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: list[NewSample],
-          init: Adapter | None) -> tuple[Path, Path | None, dict[str, Any]]:
-    """Stage 3: SFT (continuing `init` when given), then DPO continuing the SFT adapter, within the budget."""
-    recipe, folder = run.recipe, run.deps.adapters_dir
-    budget = recipe.budget_minutes * 60
-    sft_budget = budget * (0.75 if pair_rows else 1.0)
-    sft_recipe = Recipe(max_steps=_steps(len(sft_rows), recipe.epochs, recipe.batch_size),
-                        max_length=recipe.max_length, r=recipe.rank, lora_alpha=recipe.alpha,
-                        learning_rate=recipe.sft_learning_rate, batch_size=recipe.batch_size, seed=recipe.seed,
-                        budget_seconds=sft_budget, init_adapter=init.path if init else None, bf16=recipe.bf16)
-    sft_path = folder / f".{name}.sft"
-    began = time.perf_counter()
-    run.stage(f"SFT on {len(sft_rows)} samples ({sft_recipe.max_steps} steps at most)")
-    sft = train_adapter(base, [{"prompt": s.prompt, "completion": [{"role": "assistant", "content": s.completion}]}
-                               for s in sft_rows], sft_path, sft_recipe, progress=run.progress)
-    run.timed("sft", began)
-    losses: dict[str, Any] = {"sft": sft.losses, "sft_steps": sft.steps, "recipe": sft.recipe}
-    if not pair_rows:
-        return sft_path, None, losses
-    began = time.perf_counter()
-    left = max(60.0, budget - (time.perf_counter() - run.started))
-    dpo_recipe = replace(sft_recipe, max_steps=_steps(len(pair_rows), 1, recipe.batch_size),
-                         learning_rate=recipe.dpo_learning_rate, budget_seconds=left, beta=recipe.dpo_beta)
-    dpo_path = folder / f".{name}.dpo"
-    run.stage(f"DPO on {len(pair_rows)} pairs ({dpo_recipe.max_steps} steps at most)")
-    dpo = train_dpo(base, sft_path, [pair_row(p.prompt, p.completion, p.meta["rejected"]) for p in pair_rows],
-                    dpo_path, dpo_recipe, progress=run.progress)
-    run.timed("dpo", began)
-    losses |= {"dpo": dpo.losses, "dpo_steps": dpo.steps}
-    return sft_path, dpo_path, losses
-
-
-def evaluate(run: Run, base: str, name: str, sft_path: Path, dpo_path: Path | None, probes: list,
-             version: str, inputs: dict[str, Any]) -> Evaluation:
-    """Stage 4: base, serving, SFT and SFT+DPO side by side in weights mode."""
-    deps = run.deps
-    models = [ModelUnderTest("base")]
-    serving = deps.training.serving(deps.twin_id, run.audience)
-    adapter = deps.training.get(deps.twin_id, serving) if serving else None
-    if adapter is not None and adapter.base_model == base and Path(adapter.path).is_dir():
-        models.append(ModelUnderTest(f"serving ({adapter.name})", adapter.path))
-    models.append(ModelUnderTest("sft", str(sft_path)))
-    if dpo_path is not None:
-        models.append(ModelUnderTest("sft+dpo", str(dpo_path)))
-    began = time.perf_counter()
-    run.stage(f"evaluating {len(models)} models on {len(probes)} probes")
-    result = evaluate_weights(base, models, probes, inputs["voice"], version, [c.key for c in inputs["hidden"]],
-                              progress=run.progress)
-    if deps.judge is not None:
-        run.stage("judging")
-        result.add_judge(deps.judge, probes)
-    run.timed("evaluation", began)
-    return result
 
 
 def retrain(deps: RetrainDeps, audience: str, *, deploy: bool = True, only_if_new: bool = False,
