@@ -91,7 +91,12 @@ class FactStore:
             old.updated_at = utcnow()
             session.add(old)
             session.commit()
-            return fact
+        # An adapter that learned the old value now answers wrong: every audience that could see it is retrained.
+        from storage.retrain_requests import RetrainRequests
+
+        audiences = [a for a, seen in AUDIENCE_VISIBILITY.items() if old.visibility in seen]
+        RetrainRequests(self.engine).request(twin_id, f"fact {fact_id} was superseded", audiences)
+        return fact
 
     def confirm(self, twin_id: int, fact_id: int, item_ids: Sequence[int]) -> Fact:
         """A duplicate was seen again: keep the fact, add the new sources to its provenance."""

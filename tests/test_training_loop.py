@@ -266,3 +266,20 @@ def test_a_teacher_gets_only_what_it_may_see_and_its_bad_paraphrases_are_dropped
     synth.memory_qa(out, public[:1], [])
     assert out.sft[0].prompt[0]["content"].startswith("You are the digital twin of Sam")  # serving's builder
     assert any(s.meta["family"] == "teacher" for s in out.sft)
+
+
+def test_a_superseded_fact_requests_a_retrain_of_each_audience_that_saw_it(
+    store: MemoryStore, twin: Twin, facts: FactStore
+) -> None:
+    from storage.retrain_requests import RetrainRequests
+
+    requests = RetrainRequests(store.engine)
+    assert requests.pending(twin.id) is None
+    private = next(f for f in facts.current(twin.id) if "locker" in f.text)
+    facts.supersede(twin.id, private.id, NewFact("Sam's locker code is 9120.", origin=FactOrigin.owner,
+                                                 visibility=Visibility.private))
+    assert requests.pending(twin.id)["audiences"] == ["owner"]
+    public = next(f for f in facts.current(twin.id) if "home city" in f.text)
+    facts.supersede(twin.id, public.id, NewFact("Sam's home city is Porto.", origin=FactOrigin.owner,
+                                                visibility=Visibility.public))
+    assert requests.pending(twin.id)["audiences"] == ["contact", "owner", "stranger"]
