@@ -6,10 +6,12 @@ words (`[public]`, `[/b]`) are shown as written and can never crash a command. S
 
 from __future__ import annotations
 
+import tomllib
 from enum import StrEnum
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -26,12 +28,15 @@ class VisibilityOption(StrEnum):
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, or a clear message and exit code 2."""
+    """Settings from the environment, or one line per problem (variable, what is wrong, an example) and exit 2."""
+    from twin.settings_errors import settings_problems
+
     try:
         return Settings()
-    except ValidationError as error:
-        console.print(f"Invalid settings:\n{error}", style="red", soft_wrap=True)
-        raise typer.Exit(2) from error
+    except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as error:
+        for line in settings_problems(error):
+            console.print(f"error: {line}", style="red", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def fail(message: str, code: int = 1) -> None:
