@@ -15,7 +15,8 @@ from twin.cli.store import register_store_commands
 from twin.cli.talk import ask, chat, people_app
 from twin.cli.train import register_train_commands
 
-app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
+app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # a crash must not print messages or settings held in locals
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")

@@ -1,8 +1,8 @@
 """What every command module shares: the two consoles, `fail`, settings loading and the progress bar.
 
-Both consoles print text as text: Rich markup is off, so brackets in a person's, a model's or memory's
-words (`[public]`, `[/b]`) are shown as written and can never crash a command. Styling is given with
-`style=` or `rich.text.Text`, never with markup inside a string."""
+Both consoles print text as text: Rich markup and emoji codes are off, so brackets in a person's, a model's or
+memory's words (`[public]`, `[/b]`) and `:fire:` are shown as written and can never crash a command. Styling
+is given with `style=` or `rich.text.Text`, never with markup inside a string."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from twin.settings import Settings
 
-console = Console(stderr=True, markup=False, highlight=False)  # messages, progress and errors
-out = Console(markup=False, highlight=False)  # results, the part a script reads
+console = Console(stderr=True, markup=False, emoji=False, highlight=False)  # messages, progress and errors
+out = Console(markup=False, emoji=False, highlight=False)  # results, the part a script reads
 
 
 class VisibilityOption(StrEnum):
