@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from storage.errors import StorageError
 from twin.cli.bench import bench_app
-from twin.cli.common import fail
+from twin.cli.common import fail, request_verbose
 from twin.cli.forget import forget
 from twin.cli.llm import llm_app
 from twin.cli.memory import register_memory_commands
@@ -27,6 +29,15 @@ register_memory_commands(app)
 app.command()(forget)
 app.command()(doctor)
 register_train_commands(app)
+
+
+@app.callback()
+def options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to the terminal too (always to "
+                                          "<data dir>/logs/twin.log).")] = False,
+) -> None:
+    """Twin: a personal digital twin for Telegram, Slack and Matrix."""
+    request_verbose(verbose)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from twin.settings import Settings
 
 console = Console(stderr=True, markup=False, emoji=False, highlight=False)  # messages, progress and errors
 out = Console(markup=False, emoji=False, highlight=False)  # results, the part a script reads
+_global_options = {"verbose": False}  # set by the `twin` callback before each command runs
 
 
 class VisibilityOption(StrEnum):
@@ -28,15 +29,30 @@ class VisibilityOption(StrEnum):
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, or one line per problem (variable, what is wrong, an example) and exit 2."""
+    """Settings from the environment, or one line per problem (variable, what is wrong, an example) and exit 2.
+
+    With the settings known, logging goes to the data dir's log file (and to the terminal with `twin --verbose`)."""
+    from twin.logs import configure_logging
     from twin.settings_errors import settings_problems
 
     try:
-        return Settings()
+        settings = Settings()
     except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as error:
         for line in settings_problems(error):
             console.print(f"error: {line}", style="red", soft_wrap=True)
         raise typer.Exit(2) from None
+    configure_logging(settings.logs_dir, verbose=verbose_requested())
+    return settings
+
+
+def request_verbose(verbose: bool) -> None:
+    """Record `twin --verbose` (the global option) for this command."""
+    _global_options["verbose"] = verbose
+
+
+def verbose_requested() -> bool:
+    """Whether this command runs under `twin --verbose`."""
+    return _global_options["verbose"]
 
 
 def fail(message: str, code: int = 1) -> None:
