@@ -135,6 +135,8 @@ async def refresh_profile(twin_id: int) -> str:
     except asyncio.CancelledError:  # stopping: nothing half-written (a version is saved in one transaction)
         log.info("profile refresh interrupted by shutdown")
         return "interrupted by shutdown"
+    if version is None:
+        return "nothing written (nothing to say, or a forget took what it was written from)"
     log.info("profile version %s written", version)
     return f"profile version {version} written"
 
