@@ -10,6 +10,7 @@ from typing import Protocol
 
 from core.prompts import clip
 from storage.errors import StorageError
+from storage.fence import forget_fence
 from storage.forget import ForgetQuery, L0Forgetting
 from storage.models import L0Item
 
@@ -83,11 +84,13 @@ class Forgetter:
         return ForgetPlan(query, items, {layer.name: layer.find(twin_id, query, ids) for layer in self.layers})
 
     def forget(self, twin_id: int, query: ForgetQuery) -> ForgetReport:
-        """Remove everything the query matches now (planned again, so nothing added since is missed)."""
-        items = self.l0.find(twin_id, query)
-        ids = {item.id for item in items}
-        removed = {layer.name: layer.remove(twin_id, query, ids) for layer in self.layers}  # derived data first
-        return ForgetReport(items=self.l0.remove(twin_id, items), layers=removed)
+        """Remove everything the query matches now (planned again, so nothing added since is missed), under the
+        forget fence: a job's write step runs wholly before (and is removed here) or after (and sees the forget)."""
+        with forget_fence(self.l0.store.engine):
+            items = self.l0.find(twin_id, query)
+            ids = {item.id for item in items}
+            removed = {layer.name: layer.remove(twin_id, query, ids) for layer in self.layers}  # derived data first
+            return ForgetReport(items=self.l0.remove(twin_id, items), layers=removed)
 
 
 CONFIRM_WORDS = ("yes", "confirm")

@@ -17,6 +17,7 @@ from core.commands import parse_command
 from core.llm import LanguageModel, LLMOutputError
 from core.prompts import clip
 from storage.facts import MEMORY_KINDS, FactStore, NewFact, is_owner_authored
+from storage.fence import ForgottenMeanwhile, forget_fence
 from storage.models import Fact, L0Item
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class ExtractionReport:
     superseded: list[int] = field(default_factory=list)  # the closed facts
     ignored: int = 0
     ungrounded: int = 0  # proposals dropped: not grounded in the owner's own words
+    dropped_for_forget: int = 0  # batches whose results were dropped: a forget took some of what they read
 
     @property
     def changed(self) -> int:
@@ -195,6 +197,10 @@ class FactExtractor:
                 await self.process(items, report)
             except LLMOutputError as error:  # the same model would garble the same batch again: move on
                 log.warning("skipping L0 items %d-%d: %s", items[0].id, items[-1].id, error)
+            except ForgottenMeanwhile as error:  # nothing written; the batch is read again without what went
+                log.info("L1 extraction of items %d-%d dropped: %s", items[0].id, items[-1].id, error)
+                report.dropped_for_forget += 1
+                continue
             report.items_read += len(items)
             await asyncio.to_thread(self.facts.set_cursor, self.twin_id, CURSOR, items[-1].id)
         return report
@@ -209,9 +215,11 @@ class FactExtractor:
         candidates, dropped = ground(answer.facts, lines)
         report.ungrounded += dropped
         if candidates:
-            await self.reconcile(candidates, report)
+            await self.reconcile(candidates, report, read=lines)
 
-    async def reconcile(self, candidates: Sequence[Candidate], report: ExtractionReport) -> None:
+    async def reconcile(
+        self, candidates: Sequence[Candidate], report: ExtractionReport, read: Sequence[L0Item] = ()
+    ) -> None:
         """Decide add / update / supersede / ignore for each candidate and store the outcome."""
         current = await asyncio.to_thread(self.facts.current, self.twin_id)
         known = relevant(current, candidates, self.known_limit)
@@ -220,7 +228,17 @@ class FactExtractor:
             prompt = reconcile_prompt(self.owner_name, known, candidates)
             answer = await self.llm.complete_json(prompt, Reconciliation, model=self.model, max_tokens=ANSWER_TOKENS)
             decisions = answer.decisions
-        await asyncio.to_thread(self.apply, candidates, known, current, decisions, report)
+        await asyncio.to_thread(self.apply_unless_forgotten, read, candidates, known, current, decisions, report)
+
+    def apply_unless_forgotten(
+        self, read: Sequence[L0Item], candidates: Sequence[Candidate], known: Sequence[Fact],
+        current: Sequence[Fact], decisions: Sequence[Decision], report: ExtractionReport,
+    ) -> None:
+        """Apply the decisions, unless a forget took any of the items the model read (or the facts it was shown)
+        since: checked and written under the forget fence, so no forget runs in between."""
+        with forget_fence(self.facts.engine):
+            self.facts.check_unforgotten(self.twin_id, read, [fact.id for fact in known])
+            self.apply(candidates, known, current, decisions, report)
 
     def apply(
         self, candidates: Sequence[Candidate], known: Sequence[Fact], current: Sequence[Fact],

@@ -4,6 +4,7 @@ audience may see, versioned; and the profile text each audience's prompts receiv
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,9 +15,12 @@ from core.l1 import ANSWER_TOKENS, words
 from core.llm import LanguageModel
 from core.prompts import clip
 from storage.facts import FactStore
+from storage.fence import ForgottenMeanwhile, forget_fence
 from storage.items import AUDIENCE_VISIBILITY
 from storage.models import Fact, L0Item, ProfileVersion, utcnow
 from storage.profiles import ProfileDraft, ProfileStore
+
+log = logging.getLogger(__name__)
 
 PROFILE_SYSTEM = (
     "You write the profile of {owner} that {reader} will see, from the facts and recent messages below and "
@@ -112,7 +116,17 @@ class ProfileBuilder:
             drafts[audience] = written[inputs.key()]
         if not any(draft.global_bio for draft in drafts.values()):
             return None
-        return await asyncio.to_thread(self.profiles.save, self.twin_id, drafts)
+        return await asyncio.to_thread(self.save_unless_forgotten, drafts)
+
+    def save_unless_forgotten(self, drafts: dict[str, ProfileDraft]) -> int | None:
+        """Save the new version, unless a forget took a fact or an item it was written from since it was read
+        (then nothing is saved: it is still due, the next refresh writes it from what is left)."""
+        with forget_fence(self.profiles.engine):
+            try:
+                return self.profiles.save(self.twin_id, drafts)
+            except ForgottenMeanwhile as error:
+                log.info("profile refresh dropped: %s", error)
+                return None
 
     def inputs(self, audience: str) -> ProfileInputs:
         """The current facts and the owner's recent items this audience may see."""

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Engine, func, select
 from sqlmodel import Session
 
 from storage.errors import StorageError
+from storage.fence import ForgottenMeanwhile, check_unforgotten
 from storage.items import AUDIENCE_VISIBILITY
 from storage.models import Direction, Fact, FactOrigin, FactSource, ItemKind, L0Item, MemoryCursor, Visibility, utcnow
 
@@ -117,8 +118,13 @@ class FactStore:
             session.commit()
             return fact
 
+    def check_unforgotten(self, twin_id: int, read: Sequence[L0Item], fact_ids: Sequence[int] = ()) -> None:
+        """Raise ForgottenMeanwhile if an item or fact a job read was forgotten since (call it under the fence)."""
+        with Session(self.engine) as session:
+            check_unforgotten(session, twin_id, items=read, fact_ids=fact_ids)
+
     def _insert(self, session: Session, twin_id: int, new: NewFact) -> Fact:
-        items = self._items(session, twin_id, new.item_ids)
+        items = self._sources(session, twin_id, new.item_ids)
         inferred = most_private(item.visibility for item in items)
         fact = Fact(
             twin_id=twin_id, text=new.text, confidence=new.confidence, origin=new.origin,
@@ -133,12 +139,20 @@ class FactStore:
     def _link(self, session: Session, fact: Fact, item_ids: Sequence[int]) -> None:
         """Add sources to a fact; an inferred visibility can only become more private by it."""
         known = set(session.scalars(select(FactSource.l0_item_id).where(FactSource.fact_id == fact.id)))
-        items = [item for item in self._items(session, fact.twin_id, item_ids) if item.id not in known]
+        items = [item for item in self._sources(session, fact.twin_id, item_ids) if item.id not in known]
         session.add_all(FactSource(fact_id=fact.id, l0_item_id=item.id, twin_id=fact.twin_id) for item in items)
         if not fact.visibility_by_owner:
             fact.visibility = most_private([fact.visibility, *(item.visibility for item in items)])
         fact.updated_at = utcnow()
         session.add(fact)
+
+    def _sources(self, session: Session, twin_id: int, item_ids: Sequence[int]) -> list[L0Item]:
+        """The items a fact is drawn from; one that is gone was forgotten after it was read: nothing is written."""
+        items = self._items(session, twin_id, item_ids)
+        if len(items) < len(set(item_ids)):
+            missing = sorted(set(item_ids) - {item.id for item in items})
+            raise ForgottenMeanwhile(f"the fact's sources {missing} were forgotten")
+        return items
 
     @staticmethod
     def _items(session: Session, twin_id: int, item_ids: Sequence[int]) -> list[L0Item]:

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from storage.errors import StorageError
 from storage.facts import MEMORY_KINDS, owner_authored
+from storage.fence import ForgottenMeanwhile, check_unforgotten
 from storage.items import AUDIENCE_VISIBILITY
 from storage.models import L0Item, ProfileVersion
 
@@ -37,12 +38,24 @@ class ProfileStore:
         if unknown:
             raise StorageError(f"unknown audiences {sorted(unknown)}")
         with Session(self.engine) as session:
+            self._check_sources(session, twin_id, drafts)
             last = session.scalar(select(func.max(ProfileVersion.version)).where(ProfileVersion.twin_id == twin_id))
             version = (last or 0) + 1
             session.add_all(_row(twin_id, version, audience, draft) for audience, draft in drafts.items())
             self._activate(session, twin_id, version)
             session.commit()
             return version
+
+    @staticmethod
+    def _check_sources(session: Session, twin_id: int, drafts: Mapping[str, ProfileDraft]) -> None:
+        """A draft written from a fact or an item forgotten since is not saved (ForgottenMeanwhile)."""
+        fact_ids = sorted({fact_id for draft in drafts.values() for fact_id in draft.fact_ids})
+        item_ids = sorted({item_id for draft in drafts.values() for item_id in draft.item_ids})
+        items = list(session.scalars(select(L0Item).where(L0Item.twin_id == twin_id, L0Item.id.in_(item_ids))))
+        if len(items) < len(item_ids):
+            missing = sorted(set(item_ids) - {item.id for item in items})
+            raise ForgottenMeanwhile(f"the profile's source items {missing} were forgotten")
+        check_unforgotten(session, twin_id, items=items, fact_ids=fact_ids)
 
     def active(self, twin_id: int, audience: str) -> ProfileVersion | None:
         """The profile this audience is shown now, if any."""

@@ -25,6 +25,12 @@ class StateStore:
             row = session.scalars(self._query(twin_id, platform, key)).first()
             return dict(row.value) if row else None
 
+    def all(self, twin_id: int, platform: str) -> dict[str, dict[str, Any]]:
+        """Every key stored for this twin under the platform, with its value."""
+        query = select(PlatformState).where(PlatformState.twin_id == twin_id, PlatformState.platform == platform)
+        with Session(self.engine) as session:
+            return {row.key: dict(row.value) for row in session.scalars(query.order_by(PlatformState.key))}
+
     def put(self, twin_id: int, platform: str, key: str, value: dict[str, Any]) -> None:
         """Store the value under the key, replacing what was there."""
         try:

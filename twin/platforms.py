@@ -113,7 +113,8 @@ async def serve_until_signalled(settings: Settings) -> None:
 
 
 def run_platforms(settings: Settings) -> None:
-    """Run the configured platforms in the foreground, logging to stderr."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long poll otherwise
+    """Run the configured platforms in the foreground, logging to stderr (no conversation there) and the log file."""
+    from twin.logs import log_to_terminal
+
+    log_to_terminal()
     asyncio.run(serve_until_signalled(settings))

@@ -28,7 +28,9 @@ from storage.database import create_database_engine
 from storage.facts import FactStore
 from storage.memory import MemoryStore
 from storage.profiles import ProfileStore
+from storage.state import StateStore
 from twin.app import TwinApp
+from twin.job_journal import JobJournal
 from twin.settings import SchedulerConfig
 
 log = logging.getLogger(__name__)
@@ -97,45 +99,55 @@ def settled(span: tuple[datetime, datetime] | None, now: datetime, config: Sched
     return now - last >= timedelta(seconds=config.quiet_for) or now - first >= timedelta(seconds=config.max_wait)
 
 
-async def extract_facts(twin_id: int) -> None:
+async def extract_facts(twin_id: int) -> str:
     """Job: L1 extraction over unread L0 items once they settle; a new profile when enough changed."""
     jobs = _running(twin_id)
-    if jobs is None or not settled(await jobs.extractor.waiting(), datetime.now(UTC), jobs.config):
-        return
+    if jobs is None:
+        return "skipped: the twin is not running"
+    if not settled(await jobs.extractor.waiting(), datetime.now(UTC), jobs.config):
+        return "nothing to read (or the conversation goes on)"
     try:
         report = await jobs.extractor.run()
     except LLMUnavailable as error:  # nothing was lost: the cursor did not move past the batch
         log.warning("L1 extraction postponed: %s", error)
-        return
+        return "postponed: the model was unreachable"
     except asyncio.CancelledError:  # the twin is stopping mid-batch: the cursor did not move, it is read again
         log.info("L1 extraction interrupted by shutdown; it resumes at the next start")
-        return
+        return "interrupted by shutdown"
     log.info("L1 extraction read %d items: %d facts changed", report.items_read, report.changed)
     if report.changed:
         await refresh_profile(twin_id)
+    return f"read {report.items_read} items: {report.changed} facts changed"
 
 
-async def refresh_profile(twin_id: int) -> None:
+async def refresh_profile(twin_id: int) -> str:
     """Job: regenerate the bio, status bio and topics of every audience when enough changed."""
     jobs = _running(twin_id)
-    if jobs is None or not await asyncio.to_thread(jobs.profiles.due):
-        return
+    if jobs is None:
+        return "skipped: the twin is not running"
+    if not await asyncio.to_thread(jobs.profiles.due):
+        return "not due: too little changed"
     try:
         version = await jobs.profiles.refresh()
     except LLMUnavailable as error:
         log.warning("profile refresh postponed: %s", error)
-        return
+        return "postponed: the model was unreachable"
     except asyncio.CancelledError:  # stopping: nothing half-written (a version is saved in one transaction)
         log.info("profile refresh interrupted by shutdown")
-        return
+        return "interrupted by shutdown"
+    if version is None:
+        return "nothing written (nothing to say, or a forget took what it was written from)"
     log.info("profile version %s written", version)
+    return f"profile version {version} written"
 
 
-async def optimize_index(twin_id: int) -> None:
+async def optimize_index(twin_id: int) -> str:
     """Job: build the vector index's search graph (qdrant-edge builds none by itself)."""
     jobs = _running(twin_id)
-    if jobs is not None:
-        await asyncio.to_thread(jobs.store.optimize_index)
+    if jobs is None:
+        return "skipped: the twin is not running"
+    await asyncio.to_thread(jobs.store.optimize_index)
+    return "search graph built"
 
 
 _RETRAINERS: dict[int, Callable[[], Awaitable[object]]] = {}  # twin id -> its retrain runner (twin.l2)
@@ -245,7 +257,12 @@ async def background_jobs(
     try:
         async with start_scheduler(engine, job_specs(app.twin.id, config)) as scheduler:
             _SCHEDULERS[app.twin.id] = scheduler
-            yield scheduler
+            journal = JobJournal(StateStore(app.store.engine), app.twin.id)
+            await asyncio.to_thread(journal.open, scheduler)
+            try:
+                yield scheduler
+            finally:
+                await asyncio.to_thread(journal.close, scheduler)
     finally:
         _SCHEDULERS.pop(app.twin.id, None)
         _RETRAINERS.pop(app.twin.id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -53,12 +54,21 @@ def default_data_dir() -> Path:
     return user_data_path("twin", appauthor=False)
 
 
+def _json_value(text: str) -> object:
+    """A JSON value from an environment variable, or a ValueError saying where the JSON breaks."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos + 1})") from None
+
+
 class Settings(BaseSettings):
     """Everything configurable about one twin deployment."""
 
     model_config = SettingsConfigDict(
         env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
         hide_input_in_errors=True,  # an error must not print tokens and secrets back
+        enable_decoding=False,  # JSON and lists are decoded by the validators below: errors name the variable
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the twin keeps everything.")
@@ -68,7 +78,8 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL; default a SQLite file in data_dir. postgresql+psycopg://... for PostgreSQL.",
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://twin:secret@localhost/twin (PostgreSQL); "
+        "default a SQLite file in data_dir.",
     )
     qdrant_url: str | None = Field(default=None, description="A Qdrant server; default embedded qdrant-edge.")
     qdrant_api_key: SecretStr | None = None
@@ -80,7 +91,7 @@ class Settings(BaseSettings):
     )
     embedding_url: str | None = Field(default=None, description="OpenAI-compatible /v1 base URL for embeddings.")
     embedding_api_key: SecretStr | None = None
-    embedding_dim: int | None = Field(default=None, description="Vector size when embedding_url is used.")
+    embedding_dim: int | None = Field(default=None, description="Vector size when embedding_url is used, e.g. 384.")
     embedding_batch_size: int = Field(default=32, ge=1)
     embedding_quantize: bool = Field(
         default=True, description="Run the local model as int8 ONNX (about 2x faster; cosine 0.99 to fp32)."
@@ -89,7 +100,8 @@ class Settings(BaseSettings):
     owner_name: str = Field(default="Owner", description="How the owner is called in prompts and bios.")
     owner_ids: list[str] = Field(
         default_factory=list,
-        description="The owner's sender ids in imports and on platforms (JSON list), e.g. [\"user111\", \"U01ADA\"].",
+        description="The owner's ids in imports and on platforms (comma-separated or a JSON list), "
+        "e.g. telegram:12345,slack:U01ADA",
     )
     default_visibility: Visibility = "private"
 
@@ -169,12 +181,27 @@ class Settings(BaseSettings):
     matrix_access_token: SecretStr | None = Field(default=None, description="Access token, used instead of a login.")
     matrix_device_id: str = Field(default="TWIN", description="The twin's device; its encryption keys stay with it.")
     matrix_allowed_inviters: list[str] | None = Field(
-        default=None, description="Users whose invites the twin accepts (JSON list); default the owner's Matrix ids.",
+        default=None, description="Users whose invites the twin accepts (comma-separated or a JSON list); default "
+        "the owner's Matrix ids, e.g. @ada:example.org,@bob:example.org",
     )
 
     # `twin run` answers GET /healthz here (database, vector store, model server, each platform); port 0: off.
     health_host: str = Field(default="127.0.0.1", description="Where the health endpoint listens.")
     health_port: int = Field(default=8080, ge=0, le=65535, description="Port of GET /healthz; 0 turns it off.")
+
+    @field_validator("owner_ids", "matrix_allowed_inviters", mode="before")
+    @classmethod
+    def _comma_separated_or_json_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            return _json_value(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+    @field_validator("llm_adapters", "jobs", "experts", "training", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        return _json_value(value) if isinstance(value, str) else value
 
     @field_validator("data_dir", "cache_dir", mode="before")
     @classmethod
@@ -185,7 +212,8 @@ class Settings(BaseSettings):
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError(f"TWIN_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {value!r}")
+            scheme = value.split(":", 1)[0]  # never the rest: it may hold a password
+            raise ValueError(f"TWIN_DATABASE_URL must be a sqlite:// or postgresql:// URL, not {scheme}:")
         return value
 
     @model_validator(mode="after")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from storage.errors import StorageError
 from twin.cli.backup import register_backup_commands
 from twin.cli.bench import bench_app
-from twin.cli.common import fail
+from twin.cli.common import fail, request_verbose
 from twin.cli.forget import forget
 from twin.cli.llm import llm_app
 from twin.cli.memory import register_memory_commands
@@ -16,7 +18,8 @@ from twin.cli.store import register_store_commands
 from twin.cli.talk import ask, chat, people_app
 from twin.cli.train import register_train_commands
 
-app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True)
+app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # a crash must not print messages or settings held in locals
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
@@ -28,6 +31,15 @@ app.command()(forget)
 app.command()(doctor)
 register_train_commands(app)
 register_backup_commands(app)
+
+
+@app.callback()
+def options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to the terminal too (always to "
+                                          "<data dir>/logs/twin.log).")] = False,
+) -> None:
+    """Twin: a personal digital twin for Telegram, Slack and Matrix."""
+    request_verbose(verbose)
 
 
 def main() -> None:

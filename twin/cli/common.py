@@ -1,22 +1,25 @@
 """What every command module shares: the two consoles, `fail`, settings loading and the progress bar.
 
-Both consoles print text as text: Rich markup is off, so brackets in a person's, a model's or memory's
-words (`[public]`, `[/b]`) are shown as written and can never crash a command. Styling is given with
-`style=` or `rich.text.Text`, never with markup inside a string."""
+Both consoles print text as text: Rich markup and emoji codes are off, so brackets in a person's, a model's or
+memory's words (`[public]`, `[/b]`) and `:fire:` are shown as written and can never crash a command. Styling
+is given with `style=` or `rich.text.Text`, never with markup inside a string."""
 
 from __future__ import annotations
 
+import tomllib
 from enum import StrEnum
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from twin.settings import Settings
 
-console = Console(stderr=True, markup=False, highlight=False)  # messages, progress and errors
-out = Console(markup=False, highlight=False)  # results, the part a script reads
+console = Console(stderr=True, markup=False, emoji=False, highlight=False)  # messages, progress and errors
+out = Console(markup=False, emoji=False, highlight=False)  # results, the part a script reads
+_global_options = {"verbose": False}  # set by the `twin` callback before each command runs
 
 
 class VisibilityOption(StrEnum):
@@ -26,12 +29,30 @@ class VisibilityOption(StrEnum):
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, or a clear message and exit code 2."""
+    """Settings from the environment, or one line per problem (variable, what is wrong, an example) and exit 2.
+
+    With the settings known, logging goes to the data dir's log file (and to the terminal with `twin --verbose`)."""
+    from twin.logs import configure_logging
+    from twin.settings_errors import settings_problems
+
     try:
-        return Settings()
-    except ValidationError as error:
-        console.print(f"Invalid settings:\n{error}", style="red", soft_wrap=True)
-        raise typer.Exit(2) from error
+        settings = Settings()
+    except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as error:
+        for line in settings_problems(error):
+            console.print(f"error: {line}", style="red", soft_wrap=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.logs_dir, verbose=verbose_requested())
+    return settings
+
+
+def request_verbose(verbose: bool) -> None:
+    """Record `twin --verbose` (the global option) for this command."""
+    _global_options["verbose"] = verbose
+
+
+def verbose_requested() -> bool:
+    """Whether this command runs under `twin --verbose`."""
+    return _global_options["verbose"]
 
 
 def fail(message: str, code: int = 1) -> None:

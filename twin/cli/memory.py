@@ -11,6 +11,7 @@ from rich.table import Table
 
 from storage.models import Fact, Visibility
 from twin.cli.common import out
+from twin.cli.jobs import jobs
 
 facts_app = typer.Typer(help="Facts the twin keeps about its owner (L1).", invoke_without_command=True)
 profile_app = typer.Typer(help="The owner's bio, status bio and topics (L1).", invoke_without_command=True)
@@ -153,26 +154,3 @@ def profile_rollback(
         except StorageError as error:
             fail(str(error))
     out.print(f"profile version {version} is active")
-
-
-def jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """The background jobs `twin run` keeps in the database, with their next run."""
-    from storage.database import create_database_engine
-    from twin.cli.common import load_settings
-    from twin.scheduler import stored_jobs
-
-    engine = create_database_engine(load_settings().resolved_database_url)
-    try:
-        found = stored_jobs(engine)
-    finally:
-        engine.dispose()
-    if as_json:
-        rows = [{"id": j.id, "name": j.name, "trigger": j.trigger,
-                 "next_run": j.next_run.isoformat() if j.next_run else None} for j in found]
-        out.print_json(json.dumps(rows))
-        return
-    table = Table("id", "job", "trigger", "next run")
-    for job in found:
-        next_run = f"{job.next_run:%Y-%m-%d %H:%M:%S %Z}" if job.next_run else "paused"
-        table.add_row(job.id, job.name, job.trigger, next_run)
-    out.print(table if found else "No jobs yet: `twin run` schedules them.")
