@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +17,9 @@ from storage.errors import ImportFormatError
 from storage.search import SearchResult, SearchScope
 from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
 from twin.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.importers import ImportReport
 
 
 def register_store_commands(app: typer.Typer) -> None:
@@ -71,8 +74,14 @@ def import_command(
             )
         except ImportFormatError as error:
             fail(f"{error}\nNothing was imported from this file.")
+        if report.reattributed:
+            from core.l1 import read_again
+            from storage.facts import FactStore
+
+            read_again(FactStore(twin.store.engine), twin.twin.id, report.reattributed)
     for rejected in report.rejected[:20]:
         console.print(f"rejected: {rejected}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    _say_who_the_owner_is(report)
     summary = {"path": report.path, "format": report.format, "added": report.added,
                "duplicates": report.duplicates, "forgotten": report.forgotten, "rejected": len(report.rejected)}
     if as_json:
@@ -80,6 +89,21 @@ def import_command(
     else:
         out.print(f"{report.format}: {report.added} added, {report.duplicates} skipped as duplicates, "
                   f"{report.forgotten} skipped as forgotten, {len(report.rejected)} rejected")
+
+
+def _say_who_the_owner_is(report: ImportReport) -> None:
+    """After an import: the messages that became the owner's, or that the owner was not found, and the fix."""
+    if report.reattributed:
+        console.print(f"{len(report.reattributed)} messages already stored are now marked as yours.", soft_wrap=True)
+    if report.owner_known or not report.senders:
+        return
+    platform, first_id, _ = report.senders[0]
+    senders = ", ".join(f"{sender_id} ({name})" for _, sender_id, name in report.senders)
+    console.print(
+        f"warning: none of the senders in this file is known as you (the owner), so your messages are stored as "
+        f"someone else's. Senders: {senders}. Tell the twin which one is you: `twin import {report.path} --me ID` "
+        f"or `twin people link owner {platform}:ID` (e.g. {platform}:{first_id}); set TWIN_OWNER_IDS for later "
+        "imports. Messages already stored become yours.", style="yellow", soft_wrap=True)
 
 
 def _result_json(result: SearchResult) -> dict:
