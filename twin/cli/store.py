@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from storage.errors import ImportFormatError
+from storage.models import ItemKind, L0Item
 from storage.search import SearchResult, SearchScope
 from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
 from twin.settings import Settings
@@ -109,8 +110,8 @@ def _say_who_the_owner_is(report: ImportReport) -> None:
 def _result_json(result: SearchResult) -> dict:
     item = result.item
     return {"id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
-            "sender": item.sender_name, "direction": item.direction, "time": item.occurred_at.isoformat(),
-            "visibility": item.visibility,
+            "chat_title": item.chat_title, "kind": str(item.kind), "sender": item.sender_name,
+            "direction": item.direction, "time": item.occurred_at.isoformat(), "visibility": item.visibility,
             "score": round(result.score, 6), "text": item.text}
 
 
@@ -125,8 +126,11 @@ def search(
         Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="The twin's own replies, expert relays and /commands too.")
+    ] = False,
 ) -> None:
-    """Search raw memory by words and meaning."""
+    """Search raw memory by words and meaning (what people said and wrote; --all: the twin's replies too)."""
     from twin.app import open_twin
 
     if (query is None) == (batch is None):
@@ -136,15 +140,32 @@ def search(
             _search_batch(twin, batch, mode)
             return
         scope = SearchScope(twin.twin.id, chats=(chat,) if chat else None, since=since, until=until)
-        results = twin.searcher.search(query or "", scope, k=k, mode=mode)
+        found = twin.searcher.search(query or "", scope, k=k if show_all else k * HIDDEN_HEADROOM, mode=mode)
+        results = (found if show_all else [r for r in found if said_by_people(r.item)])[:k]
     if as_json:
         out.print_json(json.dumps([_result_json(r) for r in results]))
         return
     table = Table("id", "source", "chat", "sender", "time", "score", "text", show_lines=False)
     for r in results:
-        table.add_row(str(r.item.id), r.item.source, r.item.chat, r.item.sender_name,
-                      r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
+        cells = (str(r.item.id), r.item.source, chat_label(r.item), r.item.sender_name,
+                 r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
+        table.add_row(*(Text(cell) for cell in cells))
     out.print(table)
+
+
+HIDDEN_HEADROOM = 5  # rank this many times k, so that k remain once replies and commands are left out
+
+
+def said_by_people(item: L0Item) -> bool:
+    """What people said or wrote: not the twin's replies, not expert relays, not /commands."""
+    from core.commands import parse_command
+
+    return item.kind in (ItemKind.message, ItemKind.document) and parse_command(item.text) is None
+
+
+def chat_label(item: L0Item) -> str:
+    """The chat's title with its id, or the id alone."""
+    return f"{item.chat_title} ({item.chat})" if item.chat_title and item.chat_title != item.chat else item.chat
 
 
 def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinApp
