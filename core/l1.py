@@ -161,6 +161,13 @@ def readable(items: Sequence[L0Item]) -> list[L0Item]:
     return [item for item in items if item.kind in MEMORY_KINDS and parse_command(item.text) is None]
 
 
+def read_again(facts: FactStore, twin_id: int, item_ids: Sequence[int]) -> None:
+    """Items that changed meaning (they turned out to be the owner's words) are read again by the next extraction
+    (the cursor moves back before the first of them; what lies after it is read again, known facts are ignored)."""
+    if item_ids and facts.cursor(twin_id, CURSOR) >= min(item_ids):
+        facts.set_cursor(twin_id, CURSOR, min(item_ids) - 1)
+
+
 class FactExtractor:
     """Reads new L0 items of one twin in batches and keeps its facts current; remembers how far it read."""
 

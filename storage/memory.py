@@ -110,6 +110,10 @@ class MemoryStore:
             query = select(Person).where(Person.twin_id == twin_id, Person.is_owner)
             return session.scalars(query).one()
 
+    def forget_cached_people(self) -> None:
+        """People changed elsewhere (merged, accounts moved): look every sender up again."""
+        self._people_cache.clear()
+
     def link_identity(self, twin_id: int, person_id: int, platform: str, external_id: str, name: str | None) -> None:
         """Record that this platform account belongs to the person (moving it there if it was someone else's)."""
         with Session(self.engine) as session:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Direction, Identity, L0Item, Person
+from storage.models import Direction, Identity, ItemKind, L0Item, Person
 
 TRUST_LEVELS = ("owner", "contact", "stranger")
 
@@ -117,6 +117,38 @@ class PeopleDirectory:
             self.merge(twin_id, person_id, previous)
         return self.find(twin_id, str(person_id)) or _speaker(person)
 
+    def claim_for_owner(self, twin_id: int, platform: str, external_id: str, name: str | None = None) -> list[int]:
+        """The owner's own account: it becomes the owner's, and so does every message already stored from it
+        (outbound, the owner's words), under each id it is known by; returns the ids of the messages that moved."""
+        moved = self._claim(twin_id, platform, external_id, name, create=True)
+        for alias in account_aliases(platform, external_id):
+            moved += self._claim(twin_id, platform, alias, name, create=False)
+        return sorted(moved)
+
+    def _claim(self, twin_id: int, platform: str, external_id: str, name: str | None, create: bool) -> list[int]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            owner = session.scalars(select(Person).where(Person.twin_id == twin_id, Person.is_owner)).one()
+            query = select(Identity).where(Identity.twin_id == twin_id, Identity.platform == platform,
+                                           Identity.external_id == external_id)
+            identity = session.scalars(query).first()
+            if identity is None:
+                if create:
+                    session.add(Identity(twin_id=twin_id, person_id=owner.id, platform=platform,
+                                         external_id=external_id, display_name=name or owner.display_name))
+                    session.commit()
+                return []
+            holder = identity.person_id
+            moved = list(session.scalars(select(L0Item.id).where(
+                L0Item.twin_id == twin_id, L0Item.sender_id == holder, L0Item.kind == ItemKind.message,
+                L0Item.direction != Direction.outbound)))
+        if holder != owner.id:
+            self.merge(twin_id, owner.id, holder)
+        elif moved:  # the account was the owner's already, its messages not yet marked as theirs
+            with Session(self.engine) as session:
+                session.execute(update(L0Item).where(L0Item.id.in_(moved)).values(direction=Direction.outbound))
+                session.commit()
+        return moved
+
     def merge(self, twin_id: int, keep_id: int, other_id: int) -> Speaker:
         """One person seen under two names: the other's accounts and messages move to `keep`, the other goes."""
         if keep_id == other_id:
@@ -153,6 +185,17 @@ class PeopleDirectory:
             for identity in identities:
                 accounts.setdefault(identity.person_id, []).append(f"{identity.platform}:{identity.external_id}")
             return [(_speaker(person), sorted(accounts.get(person.id, []))) for person in people]
+
+
+def account_aliases(platform: str, external_id: str) -> list[str]:
+    """Other ids of the same account: a Telegram export writes `user123` for the Bot API's `123`."""
+    if platform != "telegram":
+        return []
+    if external_id.isdigit():
+        return [f"user{external_id}"]
+    if external_id.startswith("user") and external_id[4:].isdigit():
+        return [external_id[4:]]
+    return []
 
 
 def _speaker(person: Person) -> Speaker:

@@ -47,7 +47,7 @@ def files_containing(folder: Path, needle: bytes) -> list[str]:
 
 
 def lexical_hits(runner: CliRunner, query: str) -> list[dict]:
-    result = runner.invoke(app, ["search", query, "--mode", "lexical", "--json"])
+    result = runner.invoke(app, ["search", query, "--mode", "lexical", "--json", "--all"])  # replies too
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

@@ -14,6 +14,7 @@ from core.audience import AudienceResolver, owner_accounts
 from core.experts import Expert
 from core.forgetting import ForgetConversation, Forgetter
 from core.indexer import BackgroundIndexer
+from core.l1 import read_again
 from core.llm import OpenAIChatClient
 from core.memory_commands import MemoryCommands
 from core.pipeline import Pipeline
@@ -80,6 +81,17 @@ def build_forgetter(app: TwinApp) -> Forgetter:
     return Forgetter(L0Forgetting(app.store), [training_forgetting(app, wake), L1Forgetting(app.store.engine)])
 
 
+def claim_owner_accounts(app: TwinApp, people: PeopleDirectory, owners: frozenset[str]) -> None:
+    """The owner's platform accounts (the console's included) belong to the owner's person, so their messages
+    are the owner's and `twin people list` shows the owner once (an older data dir is repaired here)."""
+    for account in sorted(owners):
+        platform, _, external_id = account.partition(":")
+        if external_id:
+            read_again(FactStore(app.store.engine), app.twin.id,
+                       people.claim_for_owner(app.twin.id, platform, external_id))
+    app.store.forget_cached_people()
+
+
 @asynccontextmanager
 async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
     """The pipeline for one twin, talking to the model server at `url`; clients closed on exit."""
@@ -96,7 +108,9 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
             experts[name] = _expert(name, config, expert_http)
         twin_id = app.twin.id
         owners = owner_accounts([*settings.owner_ids, f"{CONSOLE}:{CONSOLE_OWNER_ID}"])
-        audiences = AudienceResolver(PeopleDirectory(app.store.engine), twin_id, app.twin.display_name, owners)
+        people = PeopleDirectory(app.store.engine)
+        await asyncio.to_thread(claim_owner_accounts, app, people, owners)
+        audiences = AudienceResolver(people, twin_id, app.twin.display_name, owners)
         facts = FactStore(app.store.engine)
         profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine))
         router = ModelRouter(settings.llm_served_name, settings.llm_adapters, TrainingStore(app.store.engine), twin_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,9 @@ class ImportReport:
     duplicates: int = 0
     forgotten: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    owner_known: bool = True  # whether any of the file's senders is the owner (else their messages look inbound)
+    senders: list[tuple[str, str, str]] = field(default_factory=list)  # (platform, id, name), the most frequent first
+    reattributed: list[int] = field(default_factory=list)  # stored messages that became the owner's with this import
 
 
 def read_all(path: Path, importer: Importer, skip_invalid: bool) -> tuple[list[NewItem], list[Rejected]]:
@@ -92,7 +96,9 @@ def import_path(
     if visibility is not None:  # an explicit --visibility wins over what the file says
         items = [_with_visibility(item, visibility) for item in items]
     report = ImportReport(path=str(path), format=importer.name, rejected=rejected)
-    _link_owner(store, twin_id, items, tuple(owner_ids) + importer.owner_ids(path))
+    report.reattributed, report.owner_known = _link_owner(store, twin_id, items,
+                                                          tuple(owner_ids) + importer.owner_ids(path))
+    report.senders = _senders(items)
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         result = store.add(twin_id, batch, default_visibility=default_visibility, batch_size=batch_size)
@@ -106,12 +112,30 @@ def import_path(
     return report
 
 
-def _link_owner(store: MemoryStore, twin_id: int, items: list[NewItem], owner_ids: tuple[str, ...]) -> None:
-    owner = store.owner(twin_id)
-    accounts = {(item.source, item.sender_id or item.sender) for item in items}
-    for source, sender in accounts:
-        if sender in owner_ids or (source == "notes" and sender == NOTES_AUTHOR):
-            store.link_identity(twin_id, owner.id, source, sender, owner.display_name)
+def _link_owner(
+    store: MemoryStore, twin_id: int, items: list[NewItem], owner_ids: tuple[str, ...]
+) -> tuple[list[int], bool]:
+    """Give the owner their accounts in this file, and the messages already stored from them (a re-import with
+    --me, or a full export after a single chat); returns those messages' ids and whether the owner was found."""
+    from storage.people import PeopleDirectory, account_aliases
+
+    directory = PeopleDirectory(store.engine)
+    accounts = {(item.source, item.sender_id or item.sender): item.sender for item in items}
+    moved: list[int] = []
+    found = not accounts
+    for (source, sender), name in accounts.items():
+        names = [sender, *account_aliases(source, sender)]
+        named = any(n in owner_ids or f"{source}:{n}" in owner_ids for n in names)
+        if named or (source == "notes" and sender == NOTES_AUTHOR):
+            moved += directory.claim_for_owner(twin_id, source, sender, name)
+            found = True
+    store.forget_cached_people()  # a merged person's id is gone
+    return sorted(moved), found
+
+
+def _senders(items: list[NewItem], shown: int = 5) -> list[tuple[str, str, str]]:
+    counts = Counter((item.source, item.sender_id or item.sender, item.sender) for item in items)
+    return [sender for sender, _ in counts.most_common(shown)]
 
 
 def _with_visibility(item: NewItem, visibility: Visibility) -> NewItem:

@@ -7,16 +7,20 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from storage.errors import ImportFormatError
+from storage.models import ItemKind, L0Item
 from storage.search import SearchResult, SearchScope
 from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
 from twin.settings import Settings
+
+if TYPE_CHECKING:
+    from storage.importers import ImportReport
 
 
 def register_store_commands(app: typer.Typer) -> None:
@@ -71,8 +75,14 @@ def import_command(
             )
         except ImportFormatError as error:
             fail(f"{error}\nNothing was imported from this file.")
+        if report.reattributed:
+            from core.l1 import read_again
+            from storage.facts import FactStore
+
+            read_again(FactStore(twin.store.engine), twin.twin.id, report.reattributed)
     for rejected in report.rejected[:20]:
         console.print(f"rejected: {rejected}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    _say_who_the_owner_is(report)
     summary = {"path": report.path, "format": report.format, "added": report.added,
                "duplicates": report.duplicates, "forgotten": report.forgotten, "rejected": len(report.rejected)}
     if as_json:
@@ -82,11 +92,26 @@ def import_command(
                   f"{report.forgotten} skipped as forgotten, {len(report.rejected)} rejected")
 
 
+def _say_who_the_owner_is(report: ImportReport) -> None:
+    """After an import: the messages that became the owner's, or that the owner was not found, and the fix."""
+    if report.reattributed:
+        console.print(f"{len(report.reattributed)} messages already stored are now marked as yours.", soft_wrap=True)
+    if report.owner_known or not report.senders:
+        return
+    platform, first_id, _ = report.senders[0]
+    senders = ", ".join(f"{sender_id} ({name})" for _, sender_id, name in report.senders)
+    console.print(
+        f"warning: none of the senders in this file is known as you (the owner), so your messages are stored as "
+        f"someone else's. Senders: {senders}. Tell the twin which one is you: `twin import {report.path} --me ID` "
+        f"or `twin people link owner {platform}:ID` (e.g. {platform}:{first_id}); set TWIN_OWNER_IDS for later "
+        "imports. Messages already stored become yours.", style="yellow", soft_wrap=True)
+
+
 def _result_json(result: SearchResult) -> dict:
     item = result.item
     return {"id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
-            "sender": item.sender_name, "direction": item.direction, "time": item.occurred_at.isoformat(),
-            "visibility": item.visibility,
+            "chat_title": item.chat_title, "kind": str(item.kind), "sender": item.sender_name,
+            "direction": item.direction, "time": item.occurred_at.isoformat(), "visibility": item.visibility,
             "score": round(result.score, 6), "text": item.text}
 
 
@@ -101,8 +126,11 @@ def search(
         Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="The twin's own replies, expert relays and /commands too.")
+    ] = False,
 ) -> None:
-    """Search raw memory by words and meaning."""
+    """Search raw memory by words and meaning (what people said and wrote; --all: the twin's replies too)."""
     from twin.app import open_twin
 
     if (query is None) == (batch is None):
@@ -112,15 +140,32 @@ def search(
             _search_batch(twin, batch, mode)
             return
         scope = SearchScope(twin.twin.id, chats=(chat,) if chat else None, since=since, until=until)
-        results = twin.searcher.search(query or "", scope, k=k, mode=mode)
+        found = twin.searcher.search(query or "", scope, k=k if show_all else k * HIDDEN_HEADROOM, mode=mode)
+        results = (found if show_all else [r for r in found if said_by_people(r.item)])[:k]
     if as_json:
         out.print_json(json.dumps([_result_json(r) for r in results]))
         return
     table = Table("id", "source", "chat", "sender", "time", "score", "text", show_lines=False)
     for r in results:
-        table.add_row(str(r.item.id), r.item.source, r.item.chat, r.item.sender_name,
-                      r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
+        cells = (str(r.item.id), r.item.source, chat_label(r.item), r.item.sender_name,
+                 r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
+        table.add_row(*(Text(cell) for cell in cells))
     out.print(table)
+
+
+HIDDEN_HEADROOM = 5  # rank this many times k, so that k remain once replies and commands are left out
+
+
+def said_by_people(item: L0Item) -> bool:
+    """What people said or wrote: not the twin's replies, not expert relays, not /commands."""
+    from core.commands import parse_command
+
+    return item.kind in (ItemKind.message, ItemKind.document) and parse_command(item.text) is None
+
+
+def chat_label(item: L0Item) -> str:
+    """The chat's title with its id, or the id alone."""
+    return f"{item.chat_title} ({item.chat})" if item.chat_title and item.chat_title != item.chat else item.chat
 
 
 def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinApp

@@ -219,7 +219,19 @@ def people_link(
         fail(f"{account!r} is not platform:id (e.g. telegram:12345)", code=2)
     with open_twin(load_settings()) as app:
         directory = PeopleDirectory(app.store.engine)
-        person_id = (app.store.owner(app.twin.id).id if person == "owner"
-                     else _one_person(directory, app.twin.id, person))
-        linked = directory.link(app.twin.id, person_id, platform, external_id)
+        if person == "owner":
+            _link_owner_account(app, directory, platform, external_id)
+            return
+        linked = directory.link(app.twin.id, _one_person(directory, app.twin.id, person), platform, external_id)
     out.print(f"{account} now belongs to {linked.name}")
+
+
+def _link_owner_account(app, directory, platform: str, external_id: str) -> None:  # noqa: ANN001 - TwinApp, People
+    """The owner's account: theirs from now on, with every message already stored from it (read again by L1)."""
+    from core.l1 import read_again
+    from storage.facts import FactStore
+
+    moved = directory.claim_for_owner(app.twin.id, platform, external_id)
+    read_again(FactStore(app.store.engine), app.twin.id, moved)
+    out.print(f"{platform}:{external_id} now belongs to {app.store.owner(app.twin.id).display_name}"
+              + (f"; {len(moved)} messages already stored are now marked as yours" if moved else ""))
