@@ -382,9 +382,11 @@ def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_
 # -- the whole loop on the bundled model: the weights learn, the gate decides -------------------------------
 
 LOOP_FACTS = ["Ada's dog's name is Biscuit.", "Ada's home city is Lisbon.", "Ada's favourite band is Radiohead.",
-              "Ada's locker code is 4417.", "Ada's car is a green Volvo.", "Ada's hobby is bouldering."]
+              "Ada's locker code is 4417."]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     twin_env: Path, bundled_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -396,8 +398,8 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     from twin.l2 import retrain_deps
 
     monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
-    recipe = TrainingRecipe(epochs=6, phrasings_per_fact=6, control_share=0.0, budget_minutes=6, dpo_pairs=16,
-                            max_length=256)
+    recipe = TrainingRecipe(epochs=5, phrasings_per_fact=5, control_share=0.0, budget_minutes=6, dpo_pairs=8,
+                            max_length=224)
     deployed: list[str] = []
     with open_twin(Settings()) as twin:
         facts = FactStore(twin.store.engine)
@@ -411,7 +413,7 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
         training = TrainingStore(twin.store.engine)
         serving = training.serving(twin.twin.id, "owner")
     figures = good.metrics["evaluation"]["models"]
-    print("\nthe loop on 6 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
+    print("\nthe loop on 4 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
                                      for name, row in figures.items()}, good.metrics["timings"])
     assert figures["base"]["recall_topic"] < 0.2  # the base model does not know Ada
     assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
