@@ -23,7 +23,7 @@ from core.respond import Answer, Responder
 from storage.deliveries import DeliveryLedger
 from storage.items import NewItem
 from storage.memory import AddResult, MemoryStore
-from storage.models import Direction, ItemKind, L0Item, Visibility
+from storage.models import Audience, Direction, ItemKind, L0Item, Visibility
 from storage.people import Speaker
 from storage.state import StateStore
 
@@ -32,7 +32,7 @@ CommandHandler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 
 TWIN_SENDER_ID = "twin:self"  # the account the twin's own replies are logged under
 HISTORY_TURNS = 6
-TRUST_ORDER = ("owner", "contact", "stranger")  # most trusted first
+TRUST_ORDER = tuple(Audience)  # most trusted first
 UNREACHABLE = "I can't reach my model right now. Your message is saved and {owner} will see it."
 GARBLED = "My model gave an answer I could not use. Your message is saved; please try again."
 EMPTY = "Your message was empty. Write something, or /help for what I can do."

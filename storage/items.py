@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage.models import Direction, ItemKind, Visibility
+from storage.models import Audience, Direction, ItemKind, Visibility
 
 AUDIENCE_VISIBILITY: dict[str, tuple[str, ...]] = {
-    "owner": (Visibility.private, Visibility.contacts, Visibility.public),
-    "contact": (Visibility.contacts, Visibility.public),
-    "stranger": (Visibility.public,),
+    Audience.owner: (Visibility.private, Visibility.contacts, Visibility.public),
+    Audience.contact: (Visibility.contacts, Visibility.public),
+    Audience.stranger: (Visibility.public,),
 }
 
 

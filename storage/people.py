@@ -8,9 +8,9 @@ from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Direction, Identity, ItemKind, L0Item, Person
+from storage.models import Audience, Direction, Identity, ItemKind, L0Item, Person
 
-TRUST_LEVELS = ("owner", "contact", "stranger")
+TRUST_LEVELS = tuple(Audience)  # a speaker's trust is the audience they belong to
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from sqlalchemy import JSON, Column, Engine, Index, String, Text, UniqueConstrai
 from sqlmodel import Field, Session, SQLModel
 
 from storage.errors import StorageError
-from storage.models import UTCDateTime, Visibility, utcnow
+from storage.models import Audience, UTCDateTime, Visibility, utcnow
 
 SFT, DPO, PROBE = "sft", "dpo", "probe"  # sample kinds: supervised, a preference pair, an evaluation probe
-AUDIENCES = ("owner", "contact", "stranger")
+AUDIENCES = tuple(Audience)
 # Adapter lifecycle: training -> ready -> serving -> retired (rollback can serve it again); or failed; or
 # withdrawn (trained on something forgotten: never serves again, its files are deleted).
 TRAINING, READY, SERVING, RETIRED, WITHDRAWN, FAILED = "training", "ready", "serving", "retired", "withdrawn", "failed"
