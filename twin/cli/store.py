@@ -159,7 +159,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
             "twin": twin.twin.handle,
             "l0": {"total": sum(by_source.values()), "by_source": by_source},
             "l1": {"current_facts": len(facts.current(twin.twin.id)), "all_facts": len(facts.all(twin.twin.id))},
-            "vectors": {"points": twin.store.index.count(), "bytes": twin.store.index.disk_bytes()},
+            "vectors": {"points": twin.store.index.count(twin.twin.id), "bytes": twin.store.index.disk_bytes()},
             "database": {"url": _redact(settings.resolved_database_url), "bytes": _database_bytes(settings)},
             "data_dir": str(settings.data_dir),
         }
