@@ -25,13 +25,24 @@ class VisibilityOption(StrEnum):
     public = "public"
 
 
+selected_twin: str | None = None  # `twin --twin NAME ...` (or TWIN_TWIN), set by the app's callback per command
+
+
 def load_settings() -> Settings:
-    """Settings from the environment, or a clear message and exit code 2."""
+    """Settings from the environment (a named twin's own from its file), or a clear message and exit code 2."""
+    from storage.errors import StorageError
+    from twin.tenants import settings_for_twin
+
     try:
-        return Settings()
+        settings = Settings()
+        name = selected_twin or settings.twin
+        return settings_for_twin(settings, name) if name else settings
     except ValidationError as error:
         console.print(f"Invalid settings:\n{error}", style="red", soft_wrap=True)
         raise typer.Exit(2) from error
+    except StorageError as error:
+        fail(str(error), code=2)
+        raise
 
 
 def fail(message: str, code: int = 1) -> None:

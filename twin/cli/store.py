@@ -205,8 +205,15 @@ def reindex() -> None:
     out.print(f"reindexed {done} items")
 
 
-def run() -> None:
+def run(
+    twin: Annotated[str | None, typer.Option("--twin", help="Serve this named twin (same as `twin --twin NAME run`).")]
+    = None,
+) -> None:
     """Start the twin: with no platform configured, the console channel (type, or pipe lines in)."""
+    from twin.cli import common
     from twin.cli.talk import run_console
+
+    if twin is not None:
+        common.selected_twin = twin
 
     run_console(load_settings())
