@@ -166,3 +166,22 @@ def test_the_compose_file_shows_two_twins_on_one_set_of_servers() -> None:
     host_ports = [port.split(":")[0] for port in first["ports"] + second["ports"]]
     assert len(set(host_ports)) == 4  # each twin's Slack and Telegram endpoints published on their own host ports
     assert second["volumes"] == first["volumes"] and second["healthcheck"] == first["healthcheck"]
+
+
+def test_reused_vectors_give_the_lone_store_the_same_vectors_without_embedding_again(embedder) -> None:  # noqa: ANN001
+    from bench.tenants import ReusedVectors
+
+    class Counting:
+        dim, calls = embedder.dim, 0
+
+        def embed(self, texts: list[str]):  # noqa: ANN202
+            Counting.calls += 1
+            return embedder.embed(texts)
+
+    vectors = ReusedVectors(Counting())
+    vectors.remember = True
+    first = vectors.embed(["a lantern", "a shed"])
+    vectors.remember = False
+    assert (vectors.embed(["a shed", "a lantern"]) == first[::-1]).all() and Counting.calls == 1
+    vectors.embed(["a kite"])
+    assert Counting.calls == 2
