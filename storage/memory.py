@@ -104,6 +104,11 @@ class MemoryStore:
                 session.commit()
             return twin
 
+    def find_twin(self, handle: str) -> Twin | None:
+        """The twin with this handle, if there is one."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(select(Twin).where(Twin.handle == handle)).first()
+
     def owner(self, twin_id: int) -> Person:
         """The owner's person row."""
         with Session(self.engine, expire_on_commit=False) as session:

@@ -79,7 +79,9 @@ class VectorIndex(Protocol):
     def search(self, query: IndexQuery) -> tuple[list[Hit], list[Hit]]:
         """(dense hits, sparse hits), best first."""
         ...
-    def count(self) -> int: ...
+    def count(self, twin_id: int | None = None) -> int:
+        """Points in the index (of one twin: a twin's figures never include another's)."""
+        ...
     def ids(self) -> set[int]: ...
     def compact(self) -> None: ...
     def clear(self) -> None: ...
@@ -195,8 +197,11 @@ class EdgeVectorIndex:
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
-    def count(self) -> int:
-        return int(self._shard.info().points_count)
+    def count(self, twin_id: int | None = None) -> int:
+        if twin_id is None:
+            return int(self._shard.info().points_count)
+        request = self._qe.CountRequest(exact=True, filter=self._filter(VectorFilter(twin_id)))
+        return int(self._shard.count(request))
 
     def ids(self) -> set[int]:
         qe = self._qe
@@ -320,8 +325,9 @@ class QdrantServerIndex:
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
-    def count(self) -> int:
-        return int(self._client.count(self._collection, exact=True).count)
+    def count(self, twin_id: int | None = None) -> int:
+        only = self._filter(VectorFilter(twin_id)) if twin_id is not None else None
+        return int(self._client.count(self._collection, count_filter=only, exact=True).count)
 
     def ids(self) -> set[int]:
         found: set[int] = set()

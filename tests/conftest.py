@@ -16,7 +16,7 @@ from storage.lexical import Bm25Encoder
 from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher
-from storage.vectors import EdgeVectorIndex
+from storage.vectors import EdgeVectorIndex, QdrantServerIndex, VectorIndex
 from twin.testing import RecordingLLM
 
 pytest_plugins = ["vllm_fixtures"]  # the real L2 stack: bundled model, trained adapter, vLLM
@@ -63,20 +63,47 @@ def embedder() -> SentenceTransformerEmbedder:
     return model
 
 
+# Where a test's vector index lives. "edge": the embedded qdrant-edge engine. "qdrant-local": QdrantServerIndex, the
+# Qdrant-server backend, through qdrant-client's local mode (QdrantClient(path=...)): no Qdrant server binary can be
+# installed on these machines (none on PyPI, Debian or npm, and no Docker engine), so the same client code that talks
+# to a server runs against qdrant-client's in-process implementation of the same API.
+INDEX_BACKENDS = ("edge", "qdrant-local")
+
+
+def open_index(backend: str, folder: Path, dim: int) -> VectorIndex:
+    """A fresh vector index of this backend in the folder."""
+    if backend == "qdrant-local":
+        import warnings
+
+        from qdrant_client import QdrantClient
+
+        with warnings.catch_warnings():  # "payload indexes have no effect in local mode": the server uses them
+            warnings.simplefilter("ignore", UserWarning)
+            return QdrantServerIndex(QdrantClient(path=str(folder)), "l0_items", dim)
+    return EdgeVectorIndex(folder, dim)
+
+
+def open_store(
+    request: pytest.FixtureRequest, database: str, backend: str, tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[MemoryStore]:
+    """A real database (a SQLite file or a fresh PostgreSQL database) and a vector index in tmp_path."""
+    if database == "postgresql":
+        engine = create_database_engine(request.getfixturevalue("postgres_database"))
+    else:
+        engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
+    migrate(engine)
+    index = open_index(backend, tmp_path / "vectors", embedder.dim)
+    yield MemoryStore(engine, index, embedder, Bm25Encoder())
+    index.close()
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[MemoryStore]:
     """A real database (a SQLite file or a fresh PostgreSQL database) and a qdrant-edge index in tmp_path."""
-    if request.param == "postgresql":
-        engine = create_database_engine(request.getfixturevalue("postgres_database"))
-    else:
-        engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
-    migrate(engine)
-    index = EdgeVectorIndex(tmp_path / "vectors", embedder.dim)
-    yield MemoryStore(engine, index, embedder, Bm25Encoder())
-    index.close()
-    engine.dispose()
+    yield from open_store(request, request.param, "edge", tmp_path, embedder)
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
-"""L0 memory on both databases: appending, idempotency, isolation, scopes, hybrid search, reindex and sync."""
+"""L0 memory on both databases and both vector backends (qdrant-edge, and the Qdrant-server backend through
+qdrant-client's local mode: no Qdrant server can run here): appending, idempotency, isolation, scopes, hybrid search,
+reindex and sync."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from conftest import open_store
 
 from storage.items import NewItem
 from storage.memory import CONTEXT_TURNS, MemoryStore
@@ -33,6 +36,18 @@ CORPUS: list[tuple[str, str, str, str]] = [
 ]
 CODE_NAME_QUERY, CODE_NAME_ANSWER = "Quokkaberry", "c3"
 PARAPHRASE_QUERY, PARAPHRASE_ANSWER = "my car broke down on the road", "c4"
+
+STORES = [
+    pytest.param(("sqlite", "edge"), id="sqlite-edge"),
+    pytest.param(("postgresql", "edge"), id="postgresql-edge", marks=pytest.mark.postgres),
+    pytest.param(("sqlite", "qdrant-local"), id="sqlite-qdrant"),
+]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path, embedder):  # noqa: ANN001, ANN201 - overrides conftest's
+    """This module's stores: each database with qdrant-edge, and SQLite with the Qdrant-server backend."""
+    yield from open_store(request, *request.param, tmp_path, embedder)
 
 
 def item(

@@ -36,6 +36,19 @@ def bench_scale(
     run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
 
 
+@bench_app.command("tenants")
+def bench_tenants(
+    twins: Annotated[int, typer.Option("--twins", min=2, help="Twins in the shared store.")] = 10,
+    n: Annotated[int, typer.Option("--n", min=100, help="Synthetic messages per twin.")] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Search latency per twin with many twins in one store, against one twin alone, side by side in one run."""
+    from bench.tenants import run_tenants_bench
+
+    run_tenants_bench(twins, n, as_json=as_json, results_path=results, console=console, out=out)
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     n: Annotated[int, typer.Option("--n", min=1000, help="Items in memory (built once, then reused).")] = 100_000,

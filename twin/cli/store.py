@@ -204,7 +204,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
             "twin": twin.twin.handle,
             "l0": {"total": sum(by_source.values()), "by_source": by_source},
             "l1": {"current_facts": len(facts.current(twin.twin.id)), "all_facts": len(facts.all(twin.twin.id))},
-            "vectors": {"points": twin.store.index.count(), "bytes": twin.store.index.disk_bytes()},
+            "vectors": {"points": twin.store.index.count(twin.twin.id), "bytes": twin.store.index.disk_bytes()},
             "database": {"url": _redact(settings.resolved_database_url), "bytes": _database_bytes(settings)},
             "data_dir": str(settings.data_dir),
         }
@@ -250,8 +250,15 @@ def reindex() -> None:
     out.print(f"reindexed {done} items")
 
 
-def run() -> None:
+def run(
+    twin: Annotated[str | None, typer.Option("--twin", help="Serve this named twin (same as `twin --twin NAME run`).")]
+    = None,
+) -> None:
     """Start the twin: with no platform configured, the console channel (type, or pipe lines in)."""
+    from twin.cli import common
     from twin.cli.talk import run_console
+
+    if twin is not None:
+        common.selected_twin = twin
 
     run_console(load_settings())
