@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from weakref import WeakValueDictionary
 
 from core.audience import AudienceResolver
 from core.autoreply import DRAFT, Autoreply
@@ -18,6 +17,7 @@ from core.delivery import Deliveries, stored_reply
 from core.forgetting import ForgetConversation
 from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
+from core.locks import KeyedLocks
 from core.messages import InboundMessage, Mode, Reply, clean_text
 from core.respond import Answer, Responder
 from storage.deliveries import DeliveryLedger
@@ -66,14 +66,14 @@ class Pipeline:
             "help": self._help, "status": self._status, "introduce": self._introduce, "ask": self._ask,
             "forget": self._forget, "autoreply": self._autoreply,
         } | (more_commands or {})  # e.g. the memory commands (core.memory_commands)
-        self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
+        self._chat_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()  # one message answered at a time per chat
+        self._store_turns: KeyedLocks[tuple[str, str]] = KeyedLocks()  # a chat's messages stored in arrival order
         self._answered_here: set[tuple[str, str]] = set()  # (platform, message id) answered by this process
 
     async def handle(self, message: InboundMessage) -> Reply | None:
         """The reply to a message; None when it was answered before (a redelivery) or is not to be answered."""
         message = replace(message, text=clean_text(message.text))
-        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
-        async with lock:  # one message at a time per chat keeps order and stops double answers
+        async with self._chat_locks((message.platform, message.chat_id)):  # keeps order, stops double answers
             stored, receipt = await self._record(message)
             try:
                 return await self._answer_recorded(message, stored, receipt)
@@ -121,9 +121,9 @@ class Pipeline:
         """An edit of a stored message: its L0 text and raw payload replaced, it and its neighbours re-indexed; no
         answer. False (nothing stored) when the message was never stored or was forgotten."""
         message = replace(message, text=clean_text(message.text))
-        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
         # After the chat's queued messages; the indexer paused, as for a forget, so no batch races the revision.
-        async with lock, self.indexer.paused() if self.indexer else contextlib.nullcontext():
+        paused = self.indexer.paused() if self.indexer else contextlib.nullcontext()
+        async with self._chat_locks((message.platform, message.chat_id)), paused:
             row = await asyncio.to_thread(self.store.revise, self.twin_id, message.platform, message.message_id,
                                           message.text, message.raw)
         if row is None:
@@ -146,7 +146,9 @@ class Pipeline:
             # The owner's own words are outbound: L1 extraction grounds facts about the owner only in those.
             direction=Direction.outbound if self.audiences.is_owner(message.platform, message.sender_id) else None,
         )
-        result = await self._add(item, self.default_visibility)
+        # Taken before the first await: the writes of a chat's messages (their L0 ids) follow their arrival.
+        async with self._store_turns((message.platform, message.chat_id)):
+            result = await self._add(item, self.default_visibility)
         if result.added:  # the ledger row is written on another thread while the answer is prepared
             return result.rows[0], asyncio.ensure_future(self.deliveries.received(message))
         answered = await asyncio.to_thread(
@@ -162,7 +164,23 @@ class Pipeline:
                 return stored_reply(message, answered), None
             log.info("skipping %s/%s: answered before", message.platform, message.message_id)
             return None, None
-        return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id), None
+        stored = await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id)
+        if stored is not None and stored.sender_name == message.sender_id != message.sender_name:
+            stored = await self._name_follows(message) or stored
+        return stored, None
+
+    async def _name_follows(self, message: InboundMessage) -> L0Item | None:
+        """A message stored under its sender's id, before the platform was asked who that is, takes the name."""
+        row = await asyncio.to_thread(self.store.name_sender, self.twin_id, message.platform, message.message_id,
+                                      message.sender_name)
+        await asyncio.to_thread(self.audiences.people.name_account, self.twin_id, message.platform,
+                                message.sender_id, message.sender_name)
+        if row is not None:  # its index entry says who wrote it
+            if self.indexer is None:
+                await asyncio.to_thread(self.store.index_ids, [row.id])
+            else:
+                self.indexer.submit([row.id])
+        return row
 
     async def respond(self, message: InboundMessage, stored: L0Item, speaker: Speaker) -> Reply:
         """Run the command or the conversation; model failures become a plain reply, not a crash."""

@@ -81,6 +81,9 @@ class VectorIndex(Protocol):
         ...
     def count(self) -> int: ...
     def ids(self) -> set[int]: ...
+    def present(self, ids: list[int]) -> set[int]:
+        """Which of these points the index holds."""
+        ...
     def compact(self) -> None: ...
     def clear(self) -> None: ...
     def disk_bytes(self) -> int: ...
@@ -197,6 +200,11 @@ class EdgeVectorIndex:
 
     def count(self) -> int:
         return int(self._shard.info().points_count)
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        return {int(r.id) for r in self._shard.retrieve(list(ids), False, False)}
 
     def ids(self) -> set[int]:
         qe = self._qe
@@ -322,6 +330,12 @@ class QdrantServerIndex:
 
     def count(self) -> int:
         return int(self._client.count(self._collection, exact=True).count)
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        records = self._client.retrieve(self._collection, ids=list(ids), with_payload=False, with_vectors=False)
+        return {int(r.id) for r in records}
 
     def ids(self) -> set[int]:
         found: set[int] = set()

@@ -3,9 +3,9 @@
 It records every call (chat.postMessage, chat.postEphemeral, chat.update, views.open, users.info, auth.test), keeps
 the messages posted per channel and answers conversations.history / conversations.replies from them (top-level
 messages newest first, `oldest` exclusive, metadata only with include_all_metadata, user ids are not channels), can
-answer a call with a 429 and Retry-After or an error once, or slowly, serves response_url posts of slash commands,
-and a Socket Mode websocket that `apps.connections.open` points to, through which tests push envelopes and read
-the acks."""
+hold a method's calls unanswered until released, answer a call with a 429 and Retry-After or an error once, or
+slowly, serves response_url posts of slash commands, and a Socket Mode websocket that `apps.connections.open`
+points to, through which tests push envelopes and read the acks."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ class SlackAPIServer:
         self.channels: dict[str, list[dict[str, Any]]] = {}  # channel id -> messages posted there, oldest first
         self._faults: deque[tuple[str, int, int, str]] = deque()
         self._delays: dict[str, float] = {}
+        self._holds: dict[str, asyncio.Event] = {}  # calls of these methods wait until released
+        self.held: list[str] = []  # methods of the calls waiting on a hold right now
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._loop = asyncio.new_event_loop()
@@ -111,6 +113,16 @@ class SlackAPIServer:
         """Every call of `method` is answered only after this many seconds."""
         self._delays[method] = seconds
 
+    def hold(self, method: str) -> None:
+        """Calls of `method` get no answer until `release(method)`: a lookup hanging while a process dies."""
+        self._holds[method] = asyncio.run_coroutine_threadsafe(_new_event(), self._loop).result(5)
+
+    def release(self, method: str) -> None:
+        """Answer the held calls of `method`, and later ones at once."""
+        event = self._holds.pop(method, None)
+        if event is not None:
+            self._loop.call_soon_threadsafe(event.set)
+
     def lose_last_posts(self, count: int) -> None:
         """The last `count` messages posted vanish from their channels, as if Slack never got them."""
         posts = sorted((m for ms in self.channels.values() for m in ms), key=lambda m: float(m["ts"]))
@@ -156,6 +168,12 @@ class SlackAPIServer:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or str(params.get("token", ""))
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
+        if method in self._holds:
+            self.held.append(method)
+            try:
+                await self._holds[method].wait()
+            finally:
+                self.held.remove(method)
         fault = next((f for f in self._faults if f[0] == method), None)
         if fault is not None:
             self._faults.remove(fault)
@@ -246,6 +264,10 @@ class SlackAPIServer:
                     self.acks.append(json.loads(message.data))
         self._sockets.remove(ws)
         return ws
+
+
+async def _new_event() -> asyncio.Event:
+    return asyncio.Event()
 
 
 def _dm_channel(channel: str) -> str:

@@ -299,3 +299,18 @@ def test_a_repetition_penalty_goes_with_free_text_only(
     conversation, enhance, critique = llm.requests[-3:]
     assert conversation["repetition_penalty"] == 1.2
     assert "repetition_penalty" not in enhance and "repetition_penalty" not in critique  # JSON stays exact
+
+
+def test_messages_arriving_together_are_stored_in_arrival_order(app: TwinApp) -> None:
+    burst = [message(f"note {n} on the ferry", sender="eve", name="Eve", message_id=f"burst-{n}", chat="burst")
+             for n in range(16)]
+
+    async def all_at_once() -> None:
+        async with open_pipeline(app, app.settings.llm_url) as pipeline:
+            await asyncio.gather(*(pipeline.accept(sent) for sent in burst))  # started in arrival order
+
+    asyncio.run(all_at_once())
+    rows = [app.store.by_source(app.twin.id, CONSOLE, sent.message_id) for sent in burst]
+    ids = [row.id for row in rows if row is not None]
+    assert len(ids) == len(burst) and ids == sorted(ids)
+    assert app.store.index.present(ids) == set(ids)  # and every one indexed

@@ -359,6 +359,22 @@ def test_a_question_is_found_by_the_answer_that_came_later(
     assert store.index.count() == 3
 
 
+def test_indexing_a_message_before_the_one_stored_ahead_of_it_indexes_both(
+    store: MemoryStore, twin: Twin, searcher: HybridSearcher
+) -> None:
+    """Two messages stored together, indexed in the wrong order (a later batch first): the earlier one, not in the
+    index yet, is indexed whole instead of failing as a missing point."""
+    first, second = store.add(twin.id, [item("one", "Which ferry do we take to Hydra?", chat="trip", sender="Mia"),
+                                        item("two", "The Flying Dolphin at nine", chat="trip", sender="Mia")],
+                              index=False).added_ids
+    store.index_ids([second])
+    assert store.index.ids() == {first, second}
+    scope = SearchScope(twin.id)
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]  # its next turn
+    store.index_ids([first])  # its own batch comes later: nothing changes
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]
+
+
 def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
     from storage.search import with_neighbours
     from storage.vectors import Hit

@@ -14,6 +14,7 @@ from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMes
 
 from bots.matrix.client import Credentials, MatrixError, checked, close, log_in, send_text
 from bots.matrix.inbound import PLATFORM, RoomContext, invite_accepted, to_inbound
+from bots.ordering import stored_then_in_turn
 from core.delivery import DeliveryHooks
 from core.messages import InboundMessage, Reply
 from storage.state import StateStore
@@ -193,7 +194,8 @@ class MatrixAdapter:
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and send the answer; a chat's answers go out in order."""
         try:
-            async with self._lock(message.chat_id):
+            # Queued for the room at once and stored while it waits, like on every platform.
+            async with stored_then_in_turn(self._lock(message.chat_id), self._stored(message)):
                 reply = await self.handle(message)
                 if reply is None or not reply.text.strip():
                     return
@@ -207,6 +209,10 @@ class MatrixAdapter:
             log.error("Matrix: the reply to %s was not delivered: %s", message.message_id, error)
         finally:
             self.processed += 1
+
+    async def _stored(self, message: InboundMessage) -> None:
+        if self.ledger is not None:
+            await self.ledger.accept(message)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         """Run the work beside the sync loop; the current batch's checkpoint waits for it."""

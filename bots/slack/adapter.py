@@ -153,10 +153,10 @@ class SlackAdapter:
 
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and post the answer: directly, marked, or as a draft."""
-        # Queued for the chat before the first await (answers go out in arrival order); stored while it waits,
-        # under the sender's display name, so a crash cannot lose it.
-        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
-            message = await self._named(message)  # cached by now: no second users.info
+        # Queued for the chat before the first await (answers go out in arrival order) and stored while it waits,
+        # before Slack is asked who wrote it: Slack got its 200 already, a crash during the lookup cannot lose it.
+        async with stored_then_in_turn(self._lock(message.chat_id), self._stored(message)):
+            message = await self._named(message)  # the pipeline gives the stored row the name
             reply = await self.handle(message)
             if reply is None or not reply.text.strip():
                 return
@@ -172,11 +172,10 @@ class SlackAdapter:
             if self.ledger is not None:
                 await self.ledger.delivered(message)
 
-    async def _named_and_stored(self, message: InboundMessage) -> None:
-        """Store the message under its sender's display name."""
-        named = await self._named(message)
+    async def _stored(self, message: InboundMessage) -> None:
+        """Store the message as it came (its sender's name follows once known)."""
         if self.ledger is not None:
-            await self.ledger.accept(named)
+            await self.ledger.accept(message)
 
     async def _post_reply(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
         await post_once(self.client, target, self._outgoing(message, reply.text), message.message_id,
@@ -283,7 +282,7 @@ class SlackAdapter:
         core command, answered only to the person who typed it."""
         await ack()
         message = command_to_inbound(body)
-        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
+        async with stored_then_in_turn(self._lock(message.chat_id), self._stored(message)):
             reply = await self.handle(await self._named(message))
             if reply is None or not reply.text.strip():
                 return
