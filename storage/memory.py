@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from storage.embeddings import Embedder
-from storage.items import NewItem
+from storage.items import NewItem, writable
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, ItemKind, L0Item, Person, Twin, Visibility
+from storage.text import encodable_text
 from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
@@ -166,7 +167,7 @@ class MemoryStore:
         """
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
-        for batch in _batches(items, batch_size):
+        for batch in _batches(map(writable, items), batch_size):
             try:
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             except IntegrityError:  # a concurrent writer created one of these senders first, or merged a person
@@ -409,7 +410,7 @@ class MemoryStore:
             row = session.scalars(query).first()
             if row is None:
                 return None
-            row.text, row.raw = text, raw
+            row.text, row.raw = encodable_text(text), raw
             session.add(row)
             session.commit()
             neighbours = self.holding_words_of(session, row)

@@ -399,3 +399,16 @@ def test_a_slash_command_is_stored_on_arrival_and_answered_in_its_turn_in_the_ch
     assert len(posted) == 1 and "what does Ada work on?" in posted[0]["text"]  # the mention was answered first
     [response] = slack_api.responses
     assert response["text"].startswith("Up.") and response["response_type"] == "ephemeral"
+
+
+def test_lone_surrogates_are_replaced_in_the_text_and_the_raw_payload() -> None:
+    envelope = fixture("dm_to_bot")
+    envelope["event"]["text"] = "broken \ud83d emoji"
+    message = to_inbound(envelope, BOT_USER, frozenset({ADA}))
+    assert message is not None and message.text == "broken \ufffd emoji"
+    assert json.dumps(message.raw, ensure_ascii=False).encode("utf-8")  # writable: no UnicodeEncodeError
+    assert message.raw["event"]["text"] == "broken \ufffd emoji"
+    command = command_to_inbound(fixture("slash_command") | {"text": "remember \udc00 half", "user_name": "ada\ud800"})
+    assert (command.text, command.sender_name) == ("/remember \ufffd half", "ada\ufffd")
+    assert json.dumps(command.raw, ensure_ascii=False).encode("utf-8")
+

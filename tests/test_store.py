@@ -113,6 +113,15 @@ def test_added_items_read_back_with_their_fields(store: MemoryStore, twin: Twin)
     assert store.index.count() == 2
 
 
+def test_text_no_encoding_can_write_is_stored_with_replacements(store: MemoryStore, twin: Twin) -> None:
+    """The adapters clean what they hand over; the store does too, for any other writer (an importer, a script)."""
+    broken = NewItem(source="test", source_id="lone", chat="chat", sender="Tom\ud83d", text="half \udc00 an emoji",
+                     occurred_at=T0, raw={"text": "half \udc00 an emoji", "nul": "a\x00b"})
+    [stored] = store.get(store.add(twin.id, [broken]).added_ids).values()
+    assert (stored.text, stored.sender_name) == ("half \ufffd an emoji", "Tom\ufffd")
+    assert stored.raw == {"text": "half \ufffd an emoji", "nul": "a\ufffdb"}
+
+
 def test_default_visibility_applies_to_items_without_one(store: MemoryStore, twin: Twin) -> None:
     result = store.add(
         twin.id,

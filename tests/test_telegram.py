@@ -417,3 +417,19 @@ def test_messages_of_the_same_second_keep_their_order_live_and_after_a_restart(
     for first in (1, 6):  # each answer, in arrival order, saw exactly the questions before it, in order
         answers = [said for said in prompts if said and first <= said[-1] < first + 5]
         assert answers == [list(range(first, last + 1)) for last in range(first, first + 5)]
+
+
+@SQLITE
+def test_a_message_with_a_lone_surrogate_is_stored_and_answered(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    update = bot_api.push(private("is the \ud83d ferry on time?", EVE))
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        return await bot_api.wait_sent(1)
+
+    [reply] = run_twin(twin_app, scenario)
+    assert "is the \ufffd ferry on time?" in reply["text"]
+    stored = twin_app.store.by_source(twin_app.twin.id, "telegram", f"222222:{update['message']['message_id']}")
+    assert stored is not None and stored.text == "is the \ufffd ferry on time?"
+    assert stored.raw is not None and stored.raw["text"] == "is the \ufffd ferry on time?"
