@@ -80,5 +80,5 @@ def stored_reply(message: InboundMessage, row: L0Item) -> Reply:
         chat_id=message.chat_id, text=row.text, mode=Mode(raw.get("mode", Mode.assistant)),
         audience=raw.get("audience", "stranger"), in_reply_to=message.message_id, model=raw.get("model"),
         context_ids=tuple(raw.get("context_ids", ())),
-        details={"resent": True, **({"draft": True} if raw.get("draft") else {})},  # a draft resent stays a draft
+        resent=True, draft=bool(raw.get("draft")),  # a draft resent stays a draft (the adapter asks if it is pending)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,7 +51,12 @@ class Reply:
     model: str | None = None
     context_ids: tuple[int, ...] = ()
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # what the answer adds for `--json` (an expert's request)
+    draft: bool = False  # for the owner to approve first (draft mode), not for the asker
+    resent: bool = False  # logged by an earlier process and never delivered: it may be on the platform already
+
+
+Handler = Callable[[InboundMessage], Awaitable[Reply | None]]  # the pipeline's entry point, as adapters call it
 
 
 def clean_text(text: str) -> str:

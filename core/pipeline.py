@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -14,21 +13,21 @@ from core.audience import AudienceResolver
 from core.autoreply import DRAFT, Autoreply
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
 from core.delivery import Deliveries, stored_reply
+from core.drafts import Draft, Drafts
 from core.forgetting import ForgetConversation
 from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
 from core.locks import KeyedLocks
 from core.messages import InboundMessage, Mode, Reply, clean_text
-from core.respond import Answer, Responder
+from core.respond import Answer, CommandHandler, Responder
 from storage.deliveries import DeliveryLedger
-from storage.items import NewItem
+from storage.items import NewItem, reply_source_id
 from storage.memory import AddResult, MemoryStore
 from storage.models import Direction, ItemKind, L0Item, Visibility
 from storage.people import Speaker
 from storage.state import StateStore
 
 log = logging.getLogger(__name__)
-CommandHandler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 
 TWIN_SENDER_ID = "twin:self"  # the account the twin's own replies are logged under
 HISTORY_TURNS = 6
@@ -36,11 +35,6 @@ TRUST_ORDER = ("owner", "contact", "stranger")  # most trusted first
 UNREACHABLE = "I can't reach my model right now. Your message is saved and {owner} will see it."
 GARBLED = "My model gave an answer I could not use. Your message is saved; please try again."
 EMPTY = "Your message was empty. Write something, or /help for what I can do."
-
-
-def reply_source_id(message_id: str) -> str:
-    """The L0 source id of the twin's reply to a message: its existence means 'answered'."""
-    return f"{message_id}:reply"
 
 
 class Pipeline:
@@ -51,6 +45,7 @@ class Pipeline:
         default_visibility: Visibility = Visibility.private, indexer: BackgroundIndexer | None = None,
         forgetting: ForgetConversation | None = None, autoreply: Autoreply | None = None,
         more_commands: dict[str, CommandHandler] | None = None, deliveries: Deliveries | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -62,6 +57,7 @@ class Pipeline:
         self.forgetting = forgetting
         self.autoreply = autoreply or Autoreply(StateStore(store.engine), twin_id)
         self.deliveries = deliveries or Deliveries(DeliveryLedger(store.engine), store, twin_id)
+        self.drafts = drafts or Drafts(StateStore(store.engine), store, twin_id, reply_source_id)
         self.command_handlers: dict[str, CommandHandler] = {
             "help": self._help, "status": self._status, "introduce": self._introduce, "ask": self._ask,
             "forget": self._forget, "autoreply": self._autoreply,
@@ -89,7 +85,7 @@ class Pipeline:
         speaker = await asyncio.to_thread(
             self.audiences.identify, message.platform, message.sender_id, message.sender_name
         )
-        verdict = await self.autoreply.decide(message, speaker)
+        verdict = await self.autoreply.decide(message, speaker, self.drafts.shown_on(message.platform))
         if verdict is None:
             if receipt is not None:
                 await receipt  # the row must exist before it is marked skipped
@@ -97,8 +93,11 @@ class Pipeline:
             return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
         reply = await self.respond(message, stored, speaker)
         if verdict == DRAFT:  # logged with the reply, so a resend after a crash is a draft too
-            reply = replace(reply, details={**reply.details, "draft": True})
+            reply = replace(reply, draft=True)
         if reply.error is None:
+            if reply.draft:  # kept where forgetting reaches it, before the adapter shows it
+                await self.drafts.propose(Draft(id=message.message_id, platform=message.platform, text=reply.text,
+                                                asker=message.sender_name, question=message.text, item_id=stored.id))
             await self.log_reply(message, reply)  # the reply row marks "answered"; the ledger waits for delivery
             self._answered_here.add((message.platform, message.message_id))
         return reply
@@ -225,6 +224,7 @@ class Pipeline:
             return Answer("Forgetting is not set up in this deployment.", Mode.command)
         async with self.indexer.paused() if self.indexer else contextlib.nullcontext():
             text = await self.forgetting.handle(args, (message.platform, message.chat_id))
+        await self.drafts.retract_forgotten()  # the owner's view of each forgotten draft says so
         return Answer(text, Mode.command)
 
     async def _autoreply(self, args: str, _speaker: Speaker, _message: InboundMessage) -> Answer:
@@ -271,7 +271,8 @@ class Pipeline:
             occurred_at=datetime.now(UTC), chat_title=message.chat_title, kind=ItemKind.reply,
             direction=Direction.outbound, visibility=Visibility.private,
             raw={"in_reply_to": message.message_id, "mode": reply.mode, "audience": reply.audience,
-                 "model": reply.model, "context_ids": list(reply.context_ids), **reply.details},
+                 "model": reply.model, "context_ids": list(reply.context_ids), **reply.details,
+                 **({"draft": "pending"} if reply.draft else {})},
         )
         await self._add(item, Visibility.private)
 

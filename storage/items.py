@@ -41,3 +41,7 @@ def writable(item: NewItem) -> NewItem:
                if (value := getattr(item, name)) is not None and UNWRITABLE.search(value)}
     return replace(item, **changed) if changed else item
 
+
+def reply_source_id(message_id: str) -> str:
+    """The L0 source id of the twin's reply to a message: its existence means 'answered'."""
+    return f"{message_id}:reply"

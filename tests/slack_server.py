@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from support import free_port, wait_for
 
 BOT_TOKEN = "xoxb-1111-2222-secretbottoken"
 APP_TOKEN = "xapp-1-A01TWIN-3333-secretapptoken"
@@ -41,12 +40,6 @@ class Call:
     status: int
     token: str
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class SlackAPIServer:
@@ -141,11 +134,7 @@ class SlackAPIServer:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         """Wait (without blocking the caller's loop) until the predicate holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out; calls so far: {[c.method for c in self.calls]}")
-            await asyncio.sleep(0.02)
+        await wait_for(predicate, timeout, lambda: f"a condition; calls so far: {[c.method for c in self.calls]}")
 
     async def wait_posted(self, count: int) -> list[dict[str, Any]]:
         """The first `count` posted messages, once they are there."""

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pytest
 from matrix_people import Person, account, settle, synapse  # noqa: F401 - synapse is the session fixture
 from pydantic import SecretStr
-from synapse_server import Account, SynapseServer, free_port
+from support import free_port
+from synapse_server import Account, SynapseServer
 
 from bots.matrix import MatrixAdapter, MatrixSetupError, RoomContext, to_inbound
 from storage.memory import MemoryStore

@@ -274,7 +274,7 @@ def test_after_a_restart_an_undelivered_reply_is_sent_again_and_never_regenerate
 
     unfinished, again, after_delivery, left = asyncio.run(restarted())
     assert [m.message_id for m in unfinished] == ["r1"] and unfinished[0].text == "are the tomatoes ripe?"
-    assert again.text == reply.text and again.details == {"resent": True}
+    assert again.text == reply.text and again.resent and not again.draft
     assert len(llm.requests) == 1  # sent again, not generated again
     assert after_delivery is None and left == []
 

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from telegram_server import ADA, EVE, MALLORY, TOKEN, BotAPIServer, business, connection, free_port, private
+from support import free_port
+from telegram_server import ADA, EVE, MALLORY, TOKEN, BotAPIServer, business, connection, private
 
 from bots.telegram import TelegramAdapter, to_inbound
 from core.autoreply import SAID
