@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, String, cast, create_engine, event, func
 from sqlalchemy.engine import make_url
 
+from storage.text import encodable
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Tables that live in the database but not in the migrations: APScheduler creates and owns its job table.
 FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
@@ -37,7 +39,7 @@ def _casefold(text: object) -> str | None:
 
 def _json(value: object) -> str:
     """JSON as stored: UTF-8 text, not \\u escapes, so what is searched (and forgotten) is what was said."""
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(encodable(value), ensure_ascii=False)  # a lone surrogate cannot be written: replaced
 
 
 def contains_text(engine: Engine, column: ColumnElement, text: str) -> ColumnElement[bool]:

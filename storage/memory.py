@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from storage.embeddings import Embedder
-from storage.items import NewItem
+from storage.items import NewItem, writable
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, ItemKind, L0Item, Person, Twin, Visibility
+from storage.text import encodable_text
 from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
@@ -175,7 +176,7 @@ class MemoryStore:
         """
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
-        for batch in _batches(items, batch_size):
+        for batch in _batches(map(writable, items), batch_size):
             try:
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             except IntegrityError:  # a concurrent writer created one of these senders first, or merged a person
@@ -246,6 +247,12 @@ class MemoryStore:
         if not rows:
             return
         turns = self._turns(rows)
+        # A neighbour not in the index yet (stored just before these, its own batch still to come) is indexed
+        # whole here: its next turn cannot be patched onto a point that does not exist.
+        new = {row.id for row in rows}
+        neighbours = [id for id in turns if id not in new]
+        missing = set(neighbours) - self.index.present(neighbours)
+        rows = [*rows, *(turns[id].item for id in sorted(missing))]
         texts = [index_text(row, turns[row.id].earlier) for row in rows]
         dense = self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
         self.index.upsert(
@@ -259,7 +266,7 @@ class MemoryStore:
             ]
         )
         # The message just before each run of new ones now has a next turn: only its BM25 fields change.
-        new = {row.id for row in rows}
+        new |= missing
         self.index.update_sparse({id: self._sparse(turn.item, turn) for id, turn in turns.items() if id not in new})
 
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:
@@ -388,6 +395,18 @@ class MemoryStore:
         """All L0 items (of one twin)."""
         return sum(self.count_by_source(twin_id).values())
 
+    def name_sender(self, twin_id: int, source: str, source_id: str, name: str) -> L0Item | None:
+        """The stored item's sender name set (it was stored before the platform said who wrote it); the item, or None
+        when it is not stored. Its index entry holds the name: the caller re-indexes it."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.scalars(select(L0Item).where(L0Item.twin_id == twin_id, L0Item.source == source,
+                                                       L0Item.source_id == source_id)).first()
+            if row is not None:
+                row.sender_name = name[:200]
+                session.add(row)
+                session.commit()
+            return row
+
     def revise(self, twin_id: int, source: str, source_id: str, text: str, raw: dict | None) -> L0Item | None:
         """An edited message: the stored item's text and raw payload replaced in place, then the item and the
         neighbours whose index entries hold its words (the one before it, the CONTEXT_TURNS after) re-indexed.
@@ -400,7 +419,7 @@ class MemoryStore:
             row = session.scalars(query).first()
             if row is None:
                 return None
-            row.text, row.raw = text, raw
+            row.text, row.raw = encodable_text(text), raw
             session.add(row)
             session.commit()
             neighbours = self.holding_words_of(session, row)

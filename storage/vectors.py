@@ -83,6 +83,9 @@ class VectorIndex(Protocol):
         """Points in the index (of one twin: a twin's figures never include another's)."""
         ...
     def ids(self) -> set[int]: ...
+    def present(self, ids: list[int]) -> set[int]:
+        """Which of these points the index holds."""
+        ...
     def compact(self) -> None: ...
     def clear(self) -> None: ...
     def disk_bytes(self) -> int: ...
@@ -202,6 +205,11 @@ class EdgeVectorIndex:
             return int(self._shard.info().points_count)
         request = self._qe.CountRequest(exact=True, filter=self._filter(VectorFilter(twin_id)))
         return int(self._shard.count(request))
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        return {int(r.id) for r in self._shard.retrieve(list(ids), False, False)}
 
     def ids(self) -> set[int]:
         qe = self._qe
@@ -328,6 +336,12 @@ class QdrantServerIndex:
     def count(self, twin_id: int | None = None) -> int:
         only = self._filter(VectorFilter(twin_id)) if twin_id is not None else None
         return int(self._client.count(self._collection, count_filter=only, exact=True).count)
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        records = self._client.retrieve(self._collection, ids=list(ids), with_payload=False, with_vectors=False)
+        return {int(r.id) for r in records}
 
     def ids(self) -> set[int]:
         found: set[int] = set()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +32,39 @@ def _clean_twin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TWIN_"):
             monkeypatch.delenv(name)
+
+
+class NetworkUsed(RuntimeError):
+    """A test tried to reach a host outside this machine."""
+
+
+def _local(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return True  # a socket pair or an abstract address: not the network
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: it would be resolved and reached
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network is off: an IP socket connecting outside loopback fails the test (servers it starts are on
+    127.0.0.1; subprocesses are not watched)."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(real):  # noqa: ANN001, ANN202 - wraps socket.connect / connect_ex
+        def connect(self: socket.socket, address: object):  # noqa: ANN202
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address):
+                raise NetworkUsed(f"a test tried to reach {address!r}: tests stay on 127.0.0.1")
+            return real(self, address)
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
 
 
 @pytest.fixture

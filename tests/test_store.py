@@ -128,6 +128,15 @@ def test_added_items_read_back_with_their_fields(store: MemoryStore, twin: Twin)
     assert store.index.count() == 2
 
 
+def test_text_no_encoding_can_write_is_stored_with_replacements(store: MemoryStore, twin: Twin) -> None:
+    """The adapters clean what they hand over; the store does too, for any other writer (an importer, a script)."""
+    broken = NewItem(source="test", source_id="lone", chat="chat", sender="Tom\ud83d", text="half \udc00 an emoji",
+                     occurred_at=T0, raw={"text": "half \udc00 an emoji", "nul": "a\x00b"})
+    [stored] = store.get(store.add(twin.id, [broken]).added_ids).values()
+    assert (stored.text, stored.sender_name) == ("half \ufffd an emoji", "Tom\ufffd")
+    assert stored.raw == {"text": "half \ufffd an emoji", "nul": "a\ufffdb"}
+
+
 def test_default_visibility_applies_to_items_without_one(store: MemoryStore, twin: Twin) -> None:
     result = store.add(
         twin.id,
@@ -372,6 +381,22 @@ def test_a_question_is_found_by_the_answer_that_came_later(
     found = source_ids(searcher.search("Minnesota Wolves", scope, mode="lexical"))
     assert found[:2] == ["a", "q"]  # the answer's own words first, the question by its next turn
     assert store.index.count() == 3
+
+
+def test_indexing_a_message_before_the_one_stored_ahead_of_it_indexes_both(
+    store: MemoryStore, twin: Twin, searcher: HybridSearcher
+) -> None:
+    """Two messages stored together, indexed in the wrong order (a later batch first): the earlier one, not in the
+    index yet, is indexed whole instead of failing as a missing point."""
+    first, second = store.add(twin.id, [item("one", "Which ferry do we take to Hydra?", chat="trip", sender="Mia"),
+                                        item("two", "The Flying Dolphin at nine", chat="trip", sender="Mia")],
+                              index=False).added_ids
+    store.index_ids([second])
+    assert store.index.ids() == {first, second}
+    scope = SearchScope(twin.id)
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]  # its next turn
+    store.index_ids([first])  # its own batch comes later: nothing changes
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]
 
 
 def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
