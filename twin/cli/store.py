@@ -31,12 +31,15 @@ class ImportFormat(StrEnum):
     jsonl = "jsonl"
     telegram = "telegram"
     slack = "slack"
+    chatgpt = "chatgpt"
+    claude = "claude"
     notes = "notes"
 
 
 def import_command(
     path: Annotated[
-        Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")
+        Path,
+        typer.Argument(help="A JSONL file, a Telegram, Slack, ChatGPT or Claude export (folder or zip), or notes."),
     ],
     format: Annotated[ImportFormat, typer.Option("--format", "-f", help="Input format.")] = ImportFormat.auto,
     visibility: Annotated[
