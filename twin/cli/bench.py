@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from twin.cli.common import console, out
+from twin.cli.common import console, fail, out
+
+
+class DataFormat(StrEnum):
+    auto = "auto"
+    locomo = "locomo"
+    longmemeval = "longmemeval"
+
 
 bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
 
 
 @bench_app.command("retrieval")
 def bench_retrieval(
-    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],
+    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json) or LongMemEval JSON (.json or .json.gz).")],
+    format: Annotated[DataFormat, typer.Option("--format", help="The dataset's format.")] = DataFormat.auto,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions (quick checks).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
 ) -> None:
-    """Retrieval quality on LoCoMo: hybrid against plain BM25 and dense, any@k and all@k."""
+    """Retrieval quality on LoCoMo or LongMemEval: hybrid and its sides against plain BM25, dense and fusion."""
     from bench.retrieval import run_retrieval_bench
 
-    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out)
+    if not data.is_file():
+        fail(f"{data}: no such file", 2)
+    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out,
+                        format=format.value, limit=limit)
 
 
 @bench_app.command("scale")
