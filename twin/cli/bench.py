@@ -37,6 +37,24 @@ def bench_retrieval(
                         format=format.value, limit=limit)
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    locomo: Annotated[Path, typer.Option(help="LoCoMo JSON: its turns are the short chat lines.")],
+    longmemeval: Annotated[Path, typer.Option(help="LongMemEval JSON(.gz): its user turns are the long messages.")],
+    n: Annotated[int, typer.Option("--n", min=100, help="Messages of each shape.")] = 2000,
+    profile: Annotated[bool, typer.Option("--profile", help="Also print a cProfile of each import.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Import throughput on short chat lines and long messages, against the embedding model alone on the same texts."""
+    from bench.ingest import run_ingest_bench
+
+    for path in (locomo, longmemeval):
+        if not path.is_file():
+            fail(f"{path}: no such file", 2)
+    run_ingest_bench(locomo, longmemeval, n, profile, as_json=as_json, results_path=results, console=console, out=out)
+
+
 @bench_app.command("scale")
 def bench_scale(
     n: Annotated[int, typer.Option("--n", min=1000, help="Synthetic messages to ingest.")] = 100_000,
