@@ -35,7 +35,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_every_command_has_help(runner: CliRunner) -> None:
     commands = (["import"], ["search"], ["stats"], ["reindex"], ["run"], ["chat"], ["ask"], ["people", "list"],
-                ["people", "trust"], ["bench", "retrieval"], ["bench", "scale"], ["bench", "pipeline"])
+                ["people", "trust"], ["bench", "retrieval"], ["bench", "ingest"], ["bench", "scale"],
+                ["bench", "pipeline"])
     for command in commands:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, command
