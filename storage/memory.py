@@ -57,11 +57,11 @@ class Turn:
 
 
 def index_text(item: L0Item, earlier: Sequence[L0Item] = ()) -> str:
-    """The text the index sees for an item: the day, who said what, then the chat's messages just before it.
+    """The text of an item as the index reads it: the day, who said what, then the given earlier messages.
 
-    A reply ("The Minnesota Wolves!") is found by the words of what it answers ("which team did you sign
-    with?"), so the earlier messages go along (contextual retrieval); the day lets "in May 2023" match.
-    Documents carry their title instead.
+    The day lets "in May 2023" match; documents carry their title instead. The store gives BM25 the item
+    alone here (its context goes in as weighted fields) and embeds it alone too (storage/context_vectors.py
+    adds the context's vectors), so a reply is found by the words and the meaning of what it answers.
     """
     if item.kind == "document":
         return f"{item.chat_title or item.chat}: {item.text}"
