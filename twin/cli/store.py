@@ -152,8 +152,8 @@ def _hit_row(hit: LayerHit) -> tuple[str, ...]:
         return ("L1", str(fact.id), "fact", sources, fact.visibility, valid, f"{hit.score:.4f}", fact.text[:200])
     item = hit.item
     assert item is not None
-    return ("L0", str(item.id), item.source, chat_label(item), item.sender_name, item.occurred_at.strftime("%Y-%m-%d %H:%M"),
-            f"{hit.score:.4f}", item.text[:200])
+    return ("L0", str(item.id), item.source, chat_label(item), item.sender_name,
+            item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{hit.score:.4f}", item.text[:200])
 
 
 def search(
