@@ -408,8 +408,9 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
         deps = retrain_deps(twin, teacher=False)
         deps.deploy = lambda adapter: deployed.append(adapter.name)
         good = retrain(deps, "owner", recipe=recipe)
-        weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False,
-                                                                       "sft_learning_rate": 1e-6}))
+        # another rank cannot continue the serving adapter: a fresh one, barely trained, knows less than it
+        weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False, "rank": 8,
+                                                                       "alpha": 16, "sft_learning_rate": 1e-6}))
         training = TrainingStore(twin.store.engine)
         serving = training.serving(twin.twin.id, "owner")
     figures = good.metrics["evaluation"]["models"]
@@ -421,5 +422,5 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]
     assert weak.status == "kept" and not weak.metrics["gate"]["deploy"]  # worse than what serves: not deployed
     assert "recall fell" in weak.metrics["gate"]["reason"] and weak.metrics["gate"]["against"].startswith("serving")
-    assert weak.metrics["report"]["start"] == f"continued from {good.adapter}"
+    assert weak.metrics["report"]["start"].startswith("fresh: ") and good.metrics["report"]["start"].startswith("fresh")
     assert serving == good.adapter and deployed == [good.adapter]
