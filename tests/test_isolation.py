@@ -19,6 +19,7 @@ from conftest import open_store
 from core.forgetting import Forgetter
 from storage.errors import StorageError
 from storage.facts import FactStore, NewFact
+from storage.fence import ForgottenMeanwhile
 from storage.forget import ForgetQuery, L0Forgetting
 from storage.importers import import_path
 from storage.l1_forgetting import L1Forgetting
@@ -114,12 +115,13 @@ def test_import_and_search_stay_within_each_twin(store: MemoryStore, ada: Tenant
 def test_facts_and_profiles_stay_within_each_twin(store: MemoryStore, ada: Tenant, bea: Tenant) -> None:
     facts, profiles = FactStore(store.engine), ProfileStore(store.engine)
     mine = facts.add(ada.twin.id, NewFact(text="Ada keeps a brass lantern", item_ids=tuple(ada.item_ids[:1])))
-    # a fact given the other twin's item ids gets no provenance from them (and no visibility inferred from them)
-    crafted = facts.add(ada.twin.id, NewFact(text="Ada likes sheds", item_ids=tuple(bea.item_ids)))
+    # a fact given the other twin's item ids is refused: they are not sources this twin has (as if forgotten)
+    with pytest.raises(ForgottenMeanwhile):
+        facts.add(ada.twin.id, NewFact(text="Ada likes sheds", item_ids=tuple(bea.item_ids)))
     theirs = facts.add(bea.twin.id, NewFact(text="Bea knows the shed code", item_ids=tuple(bea.item_ids[1:2])))
-    assert facts.provenance(ada.twin.id, [mine.id, crafted.id]) == {mine.id: [ada.item_ids[0]], crafted.id: []}
+    assert facts.provenance(ada.twin.id, [mine.id]) == {mine.id: [ada.item_ids[0]]}
     assert facts.provenance(ada.twin.id, [theirs.id]) == {theirs.id: []}  # none of its sources
-    assert [f.id for f in facts.current(ada.twin.id)] == [mine.id, crafted.id]
+    assert [f.id for f in facts.current(ada.twin.id)] == [mine.id]
     assert [f.id for f in facts.current(bea.twin.id)] == [theirs.id]
     assert facts.get(ada.twin.id, theirs.id) is None
     with pytest.raises(StorageError, match=f"no fact with id {theirs.id}"):
