@@ -82,6 +82,7 @@ def test_polling_answers_the_owner_as_assistant_and_others_on_their_behalf(
     twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # a CLI test in this process may have quieted it (twin.logs)
     from_eve = private("is Ada around on Friday?", EVE)
 
     async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
