@@ -24,6 +24,7 @@ from core.training_commands import TrainingCommands
 from storage.facts import FactStore
 from storage.forget import L0Forgetting
 from storage.l1_forgetting import L1Forgetting
+from storage.log_forgetting import LogForgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
@@ -78,7 +79,9 @@ def build_forgetter(app: TwinApp) -> Forgetter:
     """Forgetting over L0 and every layer derived from it (training data and adapters: withdrawn, retrained)."""
     # the training layer first: it finds what was derived from the facts L1 removes
     wake = partial(run_retrain_now, app.twin.id)
-    return Forgetter(L0Forgetting(app.store), [training_forgetting(app, wake), L1Forgetting(app.store.engine)])
+    engine = app.store.engine
+    layers = [training_forgetting(app, wake), L1Forgetting(engine), LogForgetting(app.settings.logs_dir, engine)]
+    return Forgetter(L0Forgetting(app.store), layers)
 
 
 def claim_owner_accounts(app: TwinApp, people: PeopleDirectory, owners: frozenset[str]) -> None:
