@@ -13,14 +13,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from storage.errors import ImportFormatError
-from storage.models import ItemKind, L0Item
-from storage.search import SearchResult, SearchScope
 from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
-from twin.settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stores load inside each command: `twin --help` and the quick commands start fast
     from storage.importers import ImportReport
+    from storage.models import L0Item
+    from storage.search import SearchResult
+    from twin.settings import Settings
 
 
 def register_store_commands(app: typer.Typer) -> None:
@@ -56,6 +55,7 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import history into raw memory (L0). Re-importing the same file adds nothing."""
+    from storage.errors import ImportFormatError
     from storage.importers import import_path
     from twin.app import open_twin
 
@@ -131,6 +131,7 @@ def search(
     ] = False,
 ) -> None:
     """Search raw memory by words and meaning (what people said and wrote; --all: the twin's replies too)."""
+    from storage.search import SearchScope
     from twin.app import open_twin
 
     if (query is None) == (batch is None):
@@ -159,6 +160,7 @@ HIDDEN_HEADROOM = 5  # rank this many times k, so that k remain once replies and
 def said_by_people(item: L0Item) -> bool:
     """What people said or wrote: not the twin's replies, not expert relays, not /commands."""
     from core.commands import parse_command
+    from storage.models import ItemKind
 
     return item.kind in (ItemKind.message, ItemKind.document) and parse_command(item.text) is None
 
@@ -169,6 +171,8 @@ def chat_label(item: L0Item) -> str:
 
 
 def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinApp
+    from storage.search import SearchScope
+
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:

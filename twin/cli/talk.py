@@ -15,10 +15,10 @@ from rich.text import Text
 from bots.console import ConsoleSpeaker, converse, to_inbound
 from core.messages import Reply
 from twin.cli.common import console, out
-from twin.settings import Settings
 
 if TYPE_CHECKING:
     from twin.app import TwinApp
+    from twin.settings import Settings
 
 people_app = typer.Typer(help="People the twin knows and how far each is trusted.", no_args_is_help=True)
 
