@@ -20,7 +20,7 @@ from core.memory_commands import MemoryCommands
 from core.pipeline import Pipeline
 from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
-from core.training_commands import TrainingCommands
+from core.training_commands import RetrainTrigger, TrainingCommands
 from storage.facts import FactStore
 from storage.forget import L0Forgetting
 from storage.l1_forgetting import L1Forgetting
@@ -29,9 +29,9 @@ from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
 from storage.retrain_requests import RetrainRequests
-from storage.training import TrainingStore
+from storage.training import AUDIENCES, TrainingStore
 from twin.app import TwinApp
-from twin.l2 import load_serving, request_retrain, training_forgetting
+from twin.l2 import load_serving, training_forgetting
 from twin.scheduler import run_retrain_now
 from twin.settings import ExpertSettings, Settings
 
@@ -84,6 +84,18 @@ def build_forgetter(app: TwinApp) -> Forgetter:
     return Forgetter(L0Forgetting(app.store), layers)
 
 
+def retrain_trigger(app: TwinApp) -> RetrainTrigger:
+    """What /retrain does: a request for every audience, with the chat that asked (it hears the outcome), and the
+    retrain job woken."""
+    twin_id = app.twin.id
+
+    def trigger(reason: str, reply_to: tuple[str, str] | None) -> None:
+        RetrainRequests(app.store.engine).request(twin_id, reason, list(AUDIENCES), reply_to=reply_to)
+        run_retrain_now(twin_id)
+
+    return trigger
+
+
 def claim_owner_accounts(app: TwinApp, people: PeopleDirectory, owners: frozenset[str]) -> None:
     """The owner's platform accounts (the console's included) belong to the owner's person, so their messages
     are the owner's and `twin people list` shows the owner once (an older data dir is repaired here)."""
@@ -124,6 +136,6 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         forgetting = ForgetConversation(build_forgetter(app), twin_id)
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
                        Visibility(settings.default_visibility), indexer, forgetting,
-                       more_commands=memory.handlers() | TrainingCommands(app.twin.display_name, partial(
-                           request_retrain, app.store.engine, twin_id, wake=partial(run_retrain_now, twin_id)),
-                           RetrainRequests(app.store.engine), twin_id).handlers())
+                       more_commands=memory.handlers() | TrainingCommands(
+                           app.twin.display_name, retrain_trigger(app), RetrainRequests(app.store.engine),
+                           twin_id).handlers())

@@ -178,6 +178,10 @@ class SlackAdapter:
             if self.ledger is not None:
                 await self.ledger.delivered(message)
 
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """A message the twin starts itself (a retrain's outcome) in a channel or DM; SlackDeliveryError if not."""
+        await post(self.client, ReplyTarget(chat_id), text)
+
     async def _named_and_stored(self, message: InboundMessage) -> None:
         """Store the message under its sender's display name."""
         named = await self._named(message)

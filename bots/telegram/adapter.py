@@ -20,6 +20,7 @@ from bots.telegram.inbound import (
     PLATFORM,
     BusinessConnection,
     EditedMessage,
+    ReplyTarget,
     business_connection_of,
     reply_target,
     to_edit,
@@ -217,6 +218,13 @@ class TelegramAdapter:
                 return
             if self.ledger is not None:
                 await self.ledger.delivered(message)
+
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """A message the twin starts itself (a retrain's outcome) in a chat it talks in; TelegramDeliveryError if not
+        sent (a business chat is the owner's, not the bot's: nothing is started there)."""
+        if not chat_id.lstrip("-").isdigit():
+            raise TelegramDeliveryError(f"the twin does not start messages in chat {chat_id}")
+        await send_reply(self.bot, ReplyTarget(int(chat_id)), text, self.options.retry)
 
     async def _edited(self, edit: EditedMessage, payload: dict[str, Any]) -> None:
         """An edit: after the chat's earlier updates (the original is stored by then), the stored message revised.
