@@ -379,3 +379,20 @@ def test_business_edits_revise_only_through_the_owners_connection(twin_app: Twin
     stored = twin_app.store.by_source(twin_app.twin.id, "telegram", "business:222222:55")
     assert stored is not None and stored.text == "Are you coming to the night dive tonight?"
     assert twin_app.store.count(twin_app.twin.id) == 1 and bot_api.sent() == []
+
+
+@SQLITE
+def test_the_chat_shows_the_twin_typing_while_the_answer_is_written(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    llm.delay = 1.5  # the model takes its time
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("is Ada around on Friday?", EVE))
+        return await bot_api.wait_sent(1)
+
+    run_twin(twin_app, scenario)
+    actions = [(call.method, call.params.get("chat_id"), call.params.get("action")) for call in bot_api.calls
+               if call.method in ("sendChatAction", "sendMessage")]
+    assert actions[0] == ("sendChatAction", 222222, "typing")  # before the answer, in Eve's chat
+    assert actions[-1][0] == "sendMessage"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from bots.telegram.inbound import (
     to_edit,
     to_inbound,
 )
-from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, with_retries
+from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, typing_while, with_retries
 from core.audience import AudienceResolver
 from core.commands import COMMANDS, CommandSpec
 from core.delivery import DeliveryHooks
@@ -207,8 +208,12 @@ class TelegramAdapter:
         async with stored_then_in_turn(self._lock(message.chat_id), store):
             if message.to_owner and not await self._owner_connected(payload["business_message"]):
                 return
-            reply = await self.handle(message)
             target = reply_target(payload)
+            # "typing…" while the answer is written; not in the owner's business chats, where it would show the
+            # owner typing to someone the twin may not answer (autoreply off)
+            shows_typing = target is not None and not message.to_owner
+            async with typing_while(self.bot, target) if shows_typing else contextlib.nullcontext():
+                reply = await self.handle(message)
             if reply is None or target is None or not reply.text.strip():
                 return
             try:

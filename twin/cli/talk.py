@@ -46,6 +46,7 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
 
 
 async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: bool, background: bool) -> None:
+    from twin.cli.live_reply import answering_live
     from twin.conversation import open_pipeline
     from twin.health import serve_health
     from twin.l2 import retrain_runner
@@ -69,7 +70,8 @@ async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: boo
             total = app.store.count(app.twin.id)
             console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
                           f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
-        await converse(pipeline.handle, speaker, read=input if interactive else _read_piped, write=write,
+        handle = answering_live(pipeline.handle, out) if interactive else pipeline.handle  # piped: the reply only
+        await converse(handle, speaker, read=input if interactive else _read_piped, write=write,
                        prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
