@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -30,9 +30,10 @@ class LogForgetting:
 
     name = "log lines"
 
-    def __init__(self, logs_dir: Path, engine: Engine) -> None:
+    def __init__(self, logs_dir: Path, engine: Engine, also: Sequence[Path] = ()) -> None:
         self.logs_dir = logs_dir
         self.engine = engine
+        self.also = list(also)  # other files of lines, such as the console's history
 
     def find(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[str]:
         """Where the matching lines are: file and line number (not the line, which may quote far more)."""
@@ -46,9 +47,8 @@ class LogForgetting:
         return sum(scrub(path, needles) for path in self._files()) if needles else 0
 
     def _files(self) -> list[Path]:
-        if not self.logs_dir.is_dir():
-            return []
-        return sorted(path for path in self.logs_dir.rglob("*") if path.is_file() and not path.is_symlink())
+        logs = sorted(self.logs_dir.rglob("*")) if self.logs_dir.is_dir() else []
+        return [path for path in [*logs, *self.also] if path.is_file() and not path.is_symlink()]
 
     def _needles(self, twin_id: int, query: ForgetQuery, l0_ids: set[int]) -> list[str]:
         """The forgotten words, or (a forget by id, chat or date) the texts of the forgotten items."""

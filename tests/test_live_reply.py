@@ -18,19 +18,31 @@ ANSWER = "Tomatoes want water early in the morning, before the sun is high, twic
 
 
 def _environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
 
 
-def _read_until(fd: int, wanted: str, timeout: float, seen: list[tuple[float, str]]) -> None:
-    """Read the terminal, noting when each chunk arrived, until `wanted` was shown or time ran out."""
+def _read_until(fd: int, wanted: str, timeout: float, seen: list[tuple[float, str]], times: int = 1) -> None:
+    """Read the terminal, noting when each chunk arrived, until `wanted` was shown `times` times or time ran out."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and wanted not in "".join(chunk for _, chunk in seen):
+    while time.monotonic() < deadline and "".join(chunk for _, chunk in seen).count(wanted) < times:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             try:
                 seen.append((time.monotonic(), os.read(fd, 65536).decode(errors="replace")))
             except OSError:  # the process closed the terminal
                 return
+
+
+def leave(twin: subprocess.Popen, fd: int, timeout: float = 60) -> None:
+    """Ctrl-D until the console exits (one pressed while the answer is still drawn may not reach the prompt)."""
+    deadline = time.monotonic() + timeout
+    while twin.poll() is None and time.monotonic() < deadline:
+        os.write(fd, b"\x04")
+        try:
+            twin.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _first_seen(seen: list[tuple[float, str]], text: str) -> float:
@@ -54,8 +66,7 @@ def test_the_console_shows_the_answer_while_it_is_written(llm: RecordingLLM, twi
         _read_until(leader, "Ctrl-D", 120, seen)  # the banner: ready
         os.write(leader, b"how should I water the tomatoes?\r")
         _read_until(leader, "twice a week in summer.", 60, seen)
-        os.write(leader, b"\x04")  # Ctrl-D
-        twin.wait(timeout=60)
+        leave(twin, leader)
     finally:
         if twin.poll() is None:
             twin.kill()

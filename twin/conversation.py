@@ -35,6 +35,7 @@ from twin.l2 import load_serving, training_forgetting
 from twin.scheduler import run_retrain_now
 from twin.settings import ExpertSettings, Settings
 
+CONSOLE_HISTORY = "console_history"  # twin.cli.line_editor keeps the console's history there
 EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
 
 
@@ -80,7 +81,9 @@ def build_forgetter(app: TwinApp) -> Forgetter:
     # the training layer first: it finds what was derived from the facts L1 removes
     wake = partial(run_retrain_now, app.twin.id)
     engine = app.store.engine
-    layers = [training_forgetting(app, wake), L1Forgetting(engine), LogForgetting(app.settings.logs_dir, engine)]
+    history = app.settings.data_dir / CONSOLE_HISTORY  # what was typed at the console
+    layers = [training_forgetting(app, wake), L1Forgetting(engine),
+              LogForgetting(app.settings.logs_dir, engine, also=[history])]
     return Forgetter(L0Forgetting(app.store), layers)
 
 

@@ -46,6 +46,7 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
 
 
 async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: bool, background: bool) -> None:
+    from twin.cli.line_editor import history_path, line_reader
     from twin.cli.live_reply import answering_live
     from twin.conversation import open_pipeline
     from twin.health import serve_health
@@ -71,7 +72,10 @@ async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: boo
             console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
                           f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
         handle = answering_live(pipeline.handle, out) if interactive else pipeline.handle  # piped: the reply only
-        await converse(handle, speaker, read=input if interactive else _read_piped, write=write,
+        read = _read_piped
+        if interactive:  # editing, history and Tab completion of /commands; plain input() without prompt_toolkit
+            read = line_reader(history_path(app.settings.data_dir), pipeline.command_handlers) or input
+        await converse(handle, speaker, read=read, write=write,
                        prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
