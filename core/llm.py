@@ -108,8 +108,9 @@ class OpenAIChatClient:
         self, messages: Messages, *, model: str | None = None, max_tokens: int | None = None,
         temperature: float = 0.0,
     ) -> AsyncIterator[tuple[float, str]]:
-        """Yield (seconds since the request, text delta) as tokens arrive; for latency measurements."""
-        body = self._body(messages, model, max_tokens, temperature) | {"stream": True}
+        """Yield (seconds since the request, text delta) as tokens arrive: a reply shown as it is written, and
+        latency measurements."""
+        body = self._body(messages, model, max_tokens, temperature) | self.text_sampling | {"stream": True}
         start = time.perf_counter()
         try:
             async with self.http.stream("POST", "chat/completions", json=body) as response:
@@ -117,7 +118,10 @@ class OpenAIChatClient:
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
-                    delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content") or ""
+                    try:
+                        delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content") or ""
+                    except (ValueError, KeyError, IndexError, AttributeError) as error:
+                        raise LLMOutputError(f"the model server streamed an unreadable event: {line[:80]}") from error
                     if delta:
                         yield time.perf_counter() - start, delta
         except httpx.HTTPError as error:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.experts import Expert, relay
+from core.live import reply_listener
 from core.llm import LanguageModel
 from core.messages import InboundMessage, Mode
 from core.profile import ProfileView
@@ -151,8 +152,20 @@ class Responder:
             messages = on_behalf_prompt(self.owner_name, speaker.name, block, history, text, self.budget)
             mode = Mode.on_behalf
         model = await self.model_for(speaker.trust)
-        completion = await self.llm.complete(messages, model=model)
-        return Answer(guard(completion.text), mode, completion.model, tuple(item.id for item in memory))
+        text, used = await self._generate(messages, model)
+        return Answer(guard(text), mode, used, tuple(item.id for item in memory))
+
+    async def _generate(self, messages: list[dict[str, str]], model: str) -> tuple[str, str]:
+        """The model's text and which model wrote it; streamed to the channel's listener when it has one."""
+        listener, stream = reply_listener(), getattr(self.llm, "stream", None)
+        if listener is None or stream is None:
+            completion = await self.llm.complete(messages, model=model)
+            return completion.text, completion.model
+        pieces = []
+        async for _seconds, piece in stream(messages, model=model):
+            pieces.append(piece)
+            listener(piece)
+        return "".join(pieces), model
 
     async def introduce(self, target: Speaker) -> Answer:
         """The owner introduced to the target, from what the target may see."""

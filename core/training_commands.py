@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from core.messages import InboundMessage, Mode
 from core.respond import Answer
@@ -15,12 +15,14 @@ from storage.retrain_requests import RetrainRequests
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
-RetrainTrigger = Callable[[str], None]  # called with the reason; schedules the retrain job to run now
+# called with the reason and the (platform, chat id) asking; records the request and wakes the retrain job
+RetrainTrigger = Callable[[str, tuple[str, str] | None], None]
+Notify = Callable[[str, str, str], Awaitable[None]]  # (platform, chat id, text): a message the twin starts itself
 
 STARTED = ("Retraining is queued: in the background I will turn what I know into training samples (questions about "
            "you, for you and for others, expert requests and critiques, your own replies), filter them, train new "
            "adapters (SFT, then DPO), test each against the one serving now and switch only to one that is not "
-           "worse. It takes a while on a CPU; keep talking meanwhile, and ask /status for the outcome.")
+           "worse. It takes a while on a CPU; keep talking meanwhile: I will tell you the outcome here.")
 UNAVAILABLE = "Retraining is not set up in this deployment (twin train does it from the command line)."
 
 
@@ -38,13 +40,14 @@ class TrainingCommands:
         """The pipeline's handlers for these commands, by name."""
         return {"retrain": self._retrain}
 
-    async def _retrain(self, _args: str, speaker: Speaker, _message: InboundMessage) -> Answer:
+    async def _retrain(self, _args: str, speaker: Speaker, message: InboundMessage) -> Answer:
         if speaker.trust != Audience.owner:
             return Answer(f"Only {self.owner_name} can use /retrain.", Mode.command)
         if self.trigger is None:
             return Answer(UNAVAILABLE, Mode.command)
         try:
-            await asyncio.to_thread(self.trigger, "requested by the owner with /retrain")
+            await asyncio.to_thread(self.trigger, "requested by the owner with /retrain",
+                                    (message.platform, message.chat_id))
         except Exception as error:  # noqa: BLE001 - say so instead of failing the chat
             log.exception("could not schedule a retrain")
             return Answer(f"I could not schedule the retrain: {error}", Mode.command)
@@ -56,3 +59,18 @@ class TrainingCommands:
             return ""
         outcomes = self.requests.run(self.twin_id).get("outcomes") or []
         return "" if not outcomes else "\n\nLast time: " + " ".join(o["message"] for o in outcomes)
+
+
+def outcome_notice(messages: Sequence[str]) -> str:
+    """What the owner hears when a retrain they asked for is done: each audience's outcome, in words."""
+    return "Retraining finished. " + " ".join(messages) if messages else "Retraining finished: nothing was trained."
+
+
+async def tell_requesters(chats: Sequence[tuple[str, str]], messages: Sequence[str], notify: Notify) -> None:
+    """Send the outcome to every chat that asked; a chat that cannot be reached is logged, not raised."""
+    text = outcome_notice(messages)
+    for platform, chat_id in chats:
+        try:
+            await notify(platform, chat_id, text)
+        except Exception:  # noqa: BLE001 - the retrain is done either way; the log says why nobody heard
+            log.exception("could not tell %s/%s the retrain's outcome", platform, chat_id)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, String, cast, create_engine, event, func
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from storage.text import encodable
 
@@ -65,6 +69,8 @@ def create_database_engine(url: str) -> Engine:
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic config bound to this engine (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -78,8 +84,46 @@ def migrated(object_: object, name: str | None, type_: str, reflected: bool, com
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to the revision (idempotent)."""
+    """Bring the schema up to the revision (idempotent). A database already at the head is seen without Alembic,
+    whose import and run cost a second at every command's start."""
+    if revision == "head" and _at_head(engine):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
+
+
+# `revision = '0007'` / `down_revision = None` as the migration files (Alembic's template) write them
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:'([^'\n]*)'|\"([^\"\n]*)\"|(None))\s*$",
+                            re.MULTILINE)
+
+
+def head_revision() -> str | None:
+    """The one head of the migrations, read from their files; None when a file does not say it plainly (then
+    Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str | None] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = {name: quoted or double or None for name, quoted, double, _ in
+                 _REVISION_LINE.findall(path.read_text(encoding="utf-8"))}
+        if not found.get("revision") or "down_revision" not in found:
+            return None
+        revisions.add(found["revision"])
+        parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    except SQLAlchemyError:  # no version table yet: a new database
+        return False
+    return list(rows) == [head]
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -9,13 +9,13 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
-
-import httpx
-import numpy as np
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from typing import TYPE_CHECKING, Protocol
 
 from storage.errors import StorageError
+
+if TYPE_CHECKING:  # numpy loads with the first embedding, httpx with the first remote one
+    import httpx
+    import numpy as np
 
 BUNDLED = "bundled"
 ONNX_FORMAT = 1  # bump to invalidate cached exports when the export recipe changes
@@ -86,10 +86,34 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        self._load()
+        """The vector size; read from the model's files when they say it, so that opening the stores does not
+        load the model (only embedding does)."""
+        if not self._dim:
+            self._dim = self._dim_from_files()
+        if not self._dim:
+            self._load()
         return self._dim
 
+    def _dim_from_files(self) -> int:
+        """The size the ONNX export recorded, or the pooling layer's of a model without a dense layer; 0 unknown."""
+        path = self._resolve_path()
+        try:
+            if self._cache_dir is not None:
+                meta = _export_folder(path, self._cache_dir, self._quantize) / "meta.json"
+                if meta.exists():
+                    return int(json.loads(meta.read_text())["dim"])
+            modules = json.loads((Path(path) / "modules.json").read_text())
+            kinds = {module["type"].rsplit(".", 1)[-1] for module in modules}
+            if kinds <= {"Transformer", "Pooling", "Normalize"}:
+                pooling = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
+                return int(json.loads((Path(path) / pooling / "config.json").read_text())["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError, StopIteration):
+            pass
+        return 0
+
     def embed(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         encode = self._load()
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
@@ -98,6 +122,7 @@ class SentenceTransformerEmbedder:
 
 def _torch_encoder(path: str, batch_size: int) -> tuple[Callable[[list[str]], np.ndarray], int]:
     """Encode with sentence-transformers on torch."""
+    import numpy as np
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -189,6 +214,7 @@ def _onnx_encoder(
     path: str, cache_dir: Path, quantize: bool, batch_size: int
 ) -> tuple[Callable[[list[str]], np.ndarray], int]:
     """Encode with ONNX Runtime, exporting the model into the cache first if needed."""
+    import numpy as np
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -234,13 +260,17 @@ class OpenAIEmbedder:
     def dim(self) -> int:
         return self._dim
 
-    @retry(
-        retry=retry_if_exception_type(httpx.TransportError),
-        wait=wait_exponential(multiplier=0.5, max=8),
-        stop=stop_after_attempt(4),
-        reraise=True,
-    )
     def _post(self, batch: list[str]) -> list[list[float]]:
+        """One batch, tried again after a transport error (httpx and tenacity load here: only this embedder
+        needs them)."""
+        import httpx
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+        retrying = Retrying(retry=retry_if_exception_type(httpx.TransportError), wait=wait_exponential(multiplier=0.5,
+                            max=8), stop=stop_after_attempt(4), reraise=True)
+        return retrying(self._post_once, batch)
+
+    def _post_once(self, batch: list[str]) -> list[list[float]]:
         response = self._client.post(
             "embeddings", json={"model": self._model, "input": batch}, headers=self._headers
         )
@@ -250,6 +280,8 @@ class OpenAIEmbedder:
         return [row["embedding"] for row in data]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         rows: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
             rows.extend(self._post(texts[start : start + self._batch_size]))

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from itertools import islice
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -228,7 +227,10 @@ class MemoryStore:
         )
 
     def _insert_ignoring_duplicates(self, session: Session, values: list[dict]) -> list[tuple[int, tuple[str, str]]]:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        if self.engine.dialect.name == "postgresql":  # the dialect's insert loads here: a reader never needs it
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect
         seen: set[tuple[str, str]] = set()
         unique = []
         for row in values:  # the same source id twice in one batch counts once

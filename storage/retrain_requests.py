@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 
 from storage.state import TWIN_WIDE, StateStore
 
-REQUEST_KEY = "retrain-request"  # {"requested_at", "reason", "audiences"}
-RUN_KEY = "retrain-run"  # {"handled": the requested_at it took up, "last_run", "outcomes"}
+REQUEST_KEY = "retrain-request"  # {"requested_at", "reason", "audiences", "reply_to": [[platform, chat id]]}
+# {"handled": the requested_at it took up, "last_run", "outcomes", "reply_to": the chats of the request it took}
+RUN_KEY = "retrain-run"
 
 
 class RetrainRequests:
@@ -21,12 +22,17 @@ class RetrainRequests:
     def __init__(self, engine: Engine) -> None:
         self.state = StateStore(engine)
 
-    def request(self, twin_id: int, reason: str, audiences: list[str]) -> None:
-        """Record that a retrain is wanted for these audiences (joined with any request still pending)."""
+    def request(self, twin_id: int, reason: str, audiences: list[str],
+                reply_to: tuple[str, str] | None = None) -> None:
+        """Record that a retrain is wanted for these audiences (joined with any request still pending); `reply_to`,
+        the (platform, chat id) it was asked in, hears the outcome."""
         still_pending = self.pending(twin_id) or {}
         wanted = sorted(set(still_pending.get("audiences") or []) | set(audiences))
+        chats = [list(chat) for chat in still_pending.get("reply_to") or []]
+        if reply_to is not None and list(reply_to) not in chats:
+            chats.append(list(reply_to))
         self.state.put(twin_id, TWIN_WIDE, REQUEST_KEY, {
-            "requested_at": datetime.now(UTC).isoformat(), "reason": reason, "audiences": wanted,
+            "requested_at": datetime.now(UTC).isoformat(), "reason": reason, "audiences": wanted, "reply_to": chats,
         })
 
     def pending(self, twin_id: int) -> dict | None:
@@ -46,13 +52,18 @@ class RetrainRequests:
         now = datetime.now(UTC).isoformat()
         request = self.pending(twin_id)
         if request is not None:
-            self.state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"handled": request["requested_at"], "last_run": now})
+            self.state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"handled": request["requested_at"], "last_run": now,
+                                                               "reply_to": request.get("reply_to") or []})
             return list(request.get("audiences") or []), False
         last = run.get("last_run")
         if last is not None and datetime.now(UTC) - datetime.fromisoformat(last) < routine_every:
             return [], True
-        self.state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"last_run": now})
+        self.state.put(twin_id, TWIN_WIDE, RUN_KEY, run | {"last_run": now, "reply_to": []})  # nobody asked
         return (None, True) if last is not None else ([], True)  # the first start: the first routine run waits
+
+    def asked_from(self, twin_id: int) -> list[tuple[str, str]]:
+        """The chats (platform, chat id) that asked for the run the job took up last: they hear its outcome."""
+        return [(platform, chat) for platform, chat in self.run(twin_id).get("reply_to") or []]
 
     def record_outcomes(self, twin_id: int, outcomes: list[dict[str, Any]]) -> None:
         """Keep the last run's outcomes (audience, status, message) for /status and `twin jobs`."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first vector: opening the stores does not need it
+    import numpy as np
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -114,6 +115,7 @@ class EdgeVectorIndex:
         self._qe = qe
         self._path = path
         self._dim = dim
+        self._written = False  # a close after reads alone skips the flush (a tenth of a second per command)
         self._shard = self._open()
 
     def _config(self):  # noqa: ANN202 - qdrant_edge types
@@ -138,6 +140,7 @@ class EdgeVectorIndex:
             ("ts", qe.PayloadSchemaType.Float),
         ):
             shard.update(qe.UpdateOperation.create_field_index(name, schema))
+        self._written = True
         return shard
 
     def upsert(self, points: list[IndexedPoint]) -> None:
@@ -153,16 +156,19 @@ class EdgeVectorIndex:
             for p in points
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
+        self._written = True
 
     def update_sparse(self, vectors: dict[int, SparseVector]) -> None:
         qe = self._qe
         if vectors:
             batch = [qe.PointVectors(id, {SPARSE: qe.SparseVector(v.indices, v.values)}) for id, v in vectors.items()]
             self._shard.update(qe.UpdateOperation.update_vectors(batch))
+            self._written = True
 
     def delete(self, ids: list[int]) -> None:
         if ids:
             self._shard.update(self._qe.UpdateOperation.delete_points(list(ids)))
+            self._written = True
 
     def _filter(self, spec: VectorFilter):  # noqa: ANN202
         qe = self._qe
@@ -238,7 +244,8 @@ class EdgeVectorIndex:
         return sum(f.stat().st_blocks * 512 for f in self._path.rglob("*") if f.is_file())
 
     def close(self) -> None:
-        self._shard.flush()
+        if self._written:
+            self._shard.flush()
         self._shard.close()
 
 

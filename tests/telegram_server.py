@@ -127,6 +127,7 @@ class BotAPIServer:
         return {
             "getMe": ok(self.bot_user), "getUpdates": self._get_updates, "sendMessage": self._send_message,
             "setMyCommands": ok(True), "deleteMyCommands": ok(True), "deleteWebhook": ok(True),
+            "sendChatAction": ok(True),  # "typing…"
             "setWebhook": ok(True), "getBusinessConnection": self._business_connection, "close": ok(True),
             "getWebhookInfo": ok({"url": "", "has_custom_certificate": False, "pending_update_count": 0}),
         }

@@ -16,7 +16,14 @@ import storage.deliveries  # noqa: F401
 import storage.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import storage.tombstones  # noqa: F401
 import storage.training  # noqa: F401
-from storage.database import alembic_config, create_database_engine, current_revision, migrate, migrated
+from storage.database import (
+    alembic_config,
+    create_database_engine,
+    current_revision,
+    head_revision,
+    migrate,
+    migrated,
+)
 
 HEAD = "0007"
 TABLES = {
@@ -51,6 +58,15 @@ def _schema_differences(engine: Engine) -> list:
 def test_head_is_the_only_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config(create_database_engine("sqlite://"))).get_heads()
     assert heads == [HEAD]
+    assert head_revision() == HEAD  # what migrate reads without Alembic to see a database at head
+
+
+def test_a_database_behind_the_head_is_still_migrated(empty_engine: Engine) -> None:
+    """The start-up shortcut (a database at head needs no Alembic) must not skip a real upgrade."""
+    migrate(empty_engine, "0006")
+    migrate(empty_engine)
+    assert current_revision(empty_engine) == HEAD
+    assert "adapter_fact_sources" in inspect(empty_engine).get_table_names()
 
 
 def test_migrate_creates_the_schema_at_head(empty_engine: Engine) -> None:

@@ -435,3 +435,20 @@ def test_a_message_with_a_lone_surrogate_is_stored_and_answered(
     stored = twin_app.store.by_source(twin_app.twin.id, "telegram", f"222222:{update['message']['message_id']}")
     assert stored is not None and stored.text == "is the \ufffd ferry on time?"
     assert stored.raw is not None and stored.raw["text"] == "is the \ufffd ferry on time?"
+
+
+@SQLITE
+def test_the_chat_shows_the_twin_typing_while_the_answer_is_written(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    llm.delay = 1.5  # the model takes its time
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        bot_api.push(private("is Ada around on Friday?", EVE))
+        return await bot_api.wait_sent(1)
+
+    run_twin(twin_app, scenario)
+    actions = [(call.method, call.params.get("chat_id"), call.params.get("action")) for call in bot_api.calls
+               if call.method in ("sendChatAction", "sendMessage")]
+    assert actions[0] == ("sendChatAction", 222222, "typing")  # before the answer, in Eve's chat
+    assert actions[-1][0] == "sendMessage"

@@ -21,21 +21,23 @@ from core.memory_commands import MemoryCommands
 from core.pipeline import Pipeline, reply_source_id
 from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
-from core.training_commands import TrainingCommands
+from core.training_commands import RetrainTrigger, TrainingCommands
 from storage.facts import FactStore
 from storage.forget import L0Forgetting
 from storage.l1_forgetting import L1Forgetting
+from storage.log_forgetting import LogForgetting
 from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
 from storage.retrain_requests import RetrainRequests
 from storage.state import StateStore
-from storage.training import TrainingStore
+from storage.training import AUDIENCES, TrainingStore
 from twin.app import TwinApp
-from twin.l2 import load_serving, request_retrain, training_forgetting
+from twin.l2 import load_serving, training_forgetting
 from twin.scheduler import run_retrain_now
 from twin.settings import ExpertSettings, Settings
 
+CONSOLE_HISTORY = "console_history"  # twin.cli.line_editor keeps the console's history there
 EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
 
 
@@ -85,9 +87,23 @@ def build_forgetter(app: TwinApp, drafts: Drafts | None = None) -> Forgetter:
     """Forgetting over L0 and every layer derived from it (drafts; training data and adapters: withdrawn, retrained).
     The training layer comes first: it finds what was derived from the facts L1 removes."""
     wake = partial(run_retrain_now, app.twin.id)
-    layers = [training_forgetting(app, wake), L1Forgetting(app.store.engine),
-              DraftForgetting(drafts or build_drafts(app))]
+    engine = app.store.engine
+    history = app.settings.data_dir / CONSOLE_HISTORY  # what was typed at the console
+    layers = [training_forgetting(app, wake), L1Forgetting(engine), DraftForgetting(drafts or build_drafts(app)),
+              LogForgetting(app.settings.logs_dir, engine, also=[history])]
     return Forgetter(L0Forgetting(app.store), layers)
+
+
+def retrain_trigger(app: TwinApp) -> RetrainTrigger:
+    """What /retrain does: a request for every audience, with the chat that asked (it hears the outcome), and the
+    retrain job woken."""
+    twin_id = app.twin.id
+
+    def trigger(reason: str, reply_to: tuple[str, str] | None) -> None:
+        RetrainRequests(app.store.engine).request(twin_id, reason, list(AUDIENCES), reply_to=reply_to)
+        run_retrain_now(twin_id)
+
+    return trigger
 
 
 def claim_owner_accounts(app: TwinApp, people: PeopleDirectory, owners: frozenset[str]) -> None:
@@ -131,6 +147,6 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         forgetting = ForgetConversation(build_forgetter(app, drafts), twin_id)
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
                        Visibility(settings.default_visibility), indexer, forgetting, drafts=drafts,
-                       more_commands=memory.handlers() | TrainingCommands(app.twin.display_name, partial(
-                           request_retrain, app.store.engine, twin_id, wake=partial(run_retrain_now, twin_id)),
-                           RetrainRequests(app.store.engine), twin_id).handlers())
+                       more_commands=memory.handlers() | TrainingCommands(
+                           app.twin.display_name, retrain_trigger(app), RetrainRequests(app.store.engine),
+                           twin_id).handlers())

@@ -8,6 +8,7 @@ scrubbed by a forget."""
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy import Engine, MetaData, Table, inspect, select
 
 from storage.state import StateStore
 
+JOBS_TABLE = "apscheduler_jobs"  # created by APScheduler itself, beside the migrated tables
 JOURNAL = "jobs"  # the state store's platform name for job records
 SCHEDULER_KEY = "@scheduler"  # the record of the scheduler process itself ('@': no job id starts with it)
 EVENTS = EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -134,3 +137,28 @@ def scheduler_running(state: StateStore, twin_id: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A stored job as `twin jobs` lists it."""
+
+    id: str
+    name: str
+    trigger: str
+    next_run: datetime | None
+
+
+def stored_jobs(engine: Engine) -> list[JobInfo]:
+    """The jobs in the database with their next run, read without a scheduler (and without changing them)."""
+    if not inspect(engine).has_table(JOBS_TABLE):
+        return []
+    table = Table(JOBS_TABLE, MetaData(), autoload_with=engine)
+    with engine.connect() as connection:
+        rows = connection.execute(select(table.c.job_state).order_by(table.c.id)).all()
+    return [_job_info(pickle.loads(row.job_state)) for row in rows]  # noqa: S301 - our own table
+
+
+def _job_info(state: dict) -> JobInfo:
+    return JobInfo(id=state["id"], name=state.get("name") or state["id"], trigger=str(state["trigger"]),
+                   next_run=state.get("next_run_time"))

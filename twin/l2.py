@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from core.llm import OpenAIChatClient
+from core.training_commands import Notify, tell_requesters
 from serving.endpoint import LLMServerError
 from serving.files import file_lock
 from serving.server import ManagedVLLM
@@ -230,9 +231,10 @@ def training_forgetting(app: TwinApp, wake: Wake | None = None) -> TrainingForge
     return TrainingForgetting(app.store.engine, on_withdrawn(app, wake))
 
 
-def retrain_runner(app: TwinApp) -> Callable[[], Awaitable[list[RetrainOutcome]]]:
+def retrain_runner(app: TwinApp, notify: Notify | None = None) -> Callable[[], Awaitable[list[RetrainOutcome]]]:
     """What the scheduler's retrain job runs: a pending request's audiences (always), or a weekly routine run
-    of every audience that has something new; training is in a child process, off the event loop."""
+    of every audience that has something new; training is in a child process, off the event loop. With `notify`,
+    the chats that asked for the run (/retrain) hear its outcome."""
     requests = RetrainRequests(app.store.engine)
 
     def run() -> list[RetrainOutcome]:
@@ -247,7 +249,11 @@ def retrain_runner(app: TwinApp) -> Callable[[], Awaitable[list[RetrainOutcome]]
         return outcomes
 
     async def runner() -> list[RetrainOutcome]:
-        return await asyncio.to_thread(run)
+        outcomes = await asyncio.to_thread(run)
+        if notify is not None and outcomes:
+            chats = await asyncio.to_thread(requests.asked_from, app.twin.id)
+            await tell_requesters(chats, [outcome.message for outcome in outcomes], notify)
+        return outcomes
 
     return runner
 

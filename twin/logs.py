@@ -7,6 +7,7 @@ has no conversation in its terminal), to stderr too."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -20,13 +21,34 @@ _TERMINAL_HANDLER = "twin-terminal"
 QUIET_LIBRARIES = ("httpx", "httpcore")  # a line per request (and per long poll) otherwise
 
 
+class ReopeningFileHandler(RotatingFileHandler):
+    """A rotating file handler that reopens its file when another process replaced or rotated it (a forget
+    rewrites the log without the forgotten lines; another twin command rotates it), as WatchedFileHandler does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._reopen_if_replaced()
+        super().emit(record)
+
+    def _reopen_if_replaced(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            on_disk = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            on_disk = None
+        held = os.fstat(self.stream.fileno())
+        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+            self.stream.close()
+            self.stream = None  # emit opens the file again by its name
+
+
 def configure_logging(logs_dir: Path, verbose: bool = False) -> Path:
     """Log INFO and above to the rotating file (and to stderr when verbose); returns the file's path."""
     root = logging.getLogger()
     _remove(root, _FILE_HANDLER)
     logs_dir.mkdir(parents=True, exist_ok=True)
     path = logs_dir / LOG_FILE
-    handler = RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler = ReopeningFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     handler.set_name(_FILE_HANDLER)
     handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(handler)

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twin.platform_matrix import build_matrix
 from twin.platform_slack import build_slack
@@ -16,6 +16,7 @@ from twin.settings import Settings
 
 if TYPE_CHECKING:  # the CLI imports this module; the pipeline is built only when platforms run
     from core.pipeline import Pipeline
+    from core.training_commands import Notify
     from twin.app import TwinApp
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,22 @@ def build_telegram(settings: Settings, app: TwinApp, pipeline: Pipeline) -> Adap
                            revise=pipeline.edited)
 
 
+class StartsMessages(Protocol):
+    async def send_text(self, chat_id: str, text: str) -> None: ...
+
+
+def platform_notify(adapters: dict[str, object]) -> Notify:
+    """Messages the twin starts itself (a retrain's outcome), sent through the running adapter of the platform."""
+    async def notify(platform: str, chat_id: str, text: str) -> None:
+        adapter = adapters.get(platform)
+        if adapter is None:
+            raise LookupError(f"{platform} is not running: {chat_id} cannot be told")
+        sender: StartsMessages = adapter  # type: ignore[assignment] - every adapter has send_text
+        await sender.send_text(chat_id, text)
+
+    return notify
+
+
 BUILDERS: dict[str, Callable[[Settings, TwinApp, Pipeline], Adapter]] = {
     "telegram": build_telegram, "slack": build_slack, "matrix": build_matrix,
 }
@@ -87,10 +104,10 @@ async def _serve(app: TwinApp, url: str, stop: asyncio.Event) -> None:
 
     settings = app.settings
     async with open_pipeline(app, url) as pipeline, AsyncExitStack() as running:
+        adapters: dict[str, object] = {}  # filled below; the retrain job tells the chats that asked through them
         await running.enter_async_context(background_jobs(app, pipeline.responder.llm,
-                                                           retrainer=retrain_runner(app)))
+                                                           retrainer=retrain_runner(app, platform_notify(adapters))))
         platforms = configured_platforms(settings)
-        adapters = {}
         for name in platforms:
             adapters[name] = await running.enter_async_context(BUILDERS[name](settings, app, pipeline))
         await running.enter_async_context(serve_health(app, url, adapters))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import obj_to_ref
-from sqlalchemy import Engine, MetaData, Table, inspect, select
+from sqlalchemy import Engine
 
 from core.l1 import FactExtractor
 from core.llm import LanguageModel, LLMUnavailable
@@ -30,12 +29,11 @@ from storage.memory import MemoryStore
 from storage.profiles import ProfileStore
 from storage.state import StateStore
 from twin.app import TwinApp
-from twin.job_journal import JobJournal
+from twin.job_journal import JOBS_TABLE, JobInfo, JobJournal, stored_jobs  # noqa: F401 - re-exported
 from twin.settings import SchedulerConfig
 
 log = logging.getLogger(__name__)
 
-JOBS_TABLE = "apscheduler_jobs"  # created by APScheduler itself, beside the migrated tables
 # Runs missed while the twin was down still run (once: coalesced) if the twin is back within a day.
 MISFIRE_GRACE = 24 * 3600.0
 
@@ -59,16 +57,6 @@ class JobSpec:
     args: tuple[int, ...]
     seconds: float
     name: str
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """A stored job as `twin jobs` lists it."""
-
-    id: str
-    name: str
-    trigger: str
-    next_run: datetime | None
 
 
 _RUNNING: dict[int, MemoryJobs] = {}  # twin id -> its running app's parts; set by background_jobs
@@ -268,18 +256,3 @@ async def background_jobs(
         _RETRAINERS.pop(app.twin.id, None)
         unregister(app.twin.id)
         engine.dispose()
-
-
-def stored_jobs(engine: Engine) -> list[JobInfo]:
-    """The jobs in the database with their next run, read without a scheduler (and without changing them)."""
-    if not inspect(engine).has_table(JOBS_TABLE):
-        return []
-    table = Table(JOBS_TABLE, MetaData(), autoload_with=engine)
-    with engine.connect() as connection:
-        rows = connection.execute(select(table.c.job_state).order_by(table.c.id)).all()
-    return [_job_info(pickle.loads(row.job_state)) for row in rows]  # noqa: S301 - our own table
-
-
-def _job_info(state: dict) -> JobInfo:
-    return JobInfo(id=state["id"], name=state.get("name") or state["id"], trigger=str(state["trigger"]),
-                   next_run=state.get("next_run_time"))

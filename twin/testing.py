@@ -55,6 +55,8 @@ class RecordingLLM:
         self.root = root  # the base model's path or id in /v1/models, as vLLM reports it (None: left out)
         self.cut_to_max_tokens = cut_to_max_tokens  # like a real model: at most max_tokens (here: words) back
         self.delay = 0.0  # seconds every answer takes, like generation (tests that kill a twin mid-answer)
+        self.word_delay = 0.0  # seconds between the words of a streamed answer, like tokens being generated
+        self.stream_ended: list[float] = []  # time.monotonic() when each streamed answer's last event went out
         self.requests: list[dict[str, Any]] = []
         self.script: deque[str | dict | Fault] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -144,6 +146,30 @@ class RecordingLLM:
                 if delay:
                     time.sleep(delay)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
-                    self._send(status, payload)
+                    if body.get("stream") and status == 200:
+                        self._stream(json.loads(payload)["choices"][0]["message"]["content"])
+                    else:
+                        self._send(status, payload)
+
+            def _stream(self, content: str) -> None:
+                """Server-sent events as vLLM sends them: a delta per word, then [DONE]."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                words = content.split(" ")
+                for index, word in enumerate(words):
+                    delta = {"choices": [{"index": 0, "delta": {"content": word if index == 0 else " " + word}}]}
+                    self._chunk(f"data: {json.dumps(delta)}\n\n")
+                    if llm.word_delay:
+                        time.sleep(llm.word_delay)
+                self._chunk("data: [DONE]\n\n")
+                llm.stream_ended.append(time.monotonic())
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _chunk(self, text: str) -> None:
+                data = text.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
 
         return Handler

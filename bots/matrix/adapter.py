@@ -199,6 +199,10 @@ class MatrixAdapter:
                            bot_name=room.user_name(me), sender_name=room.user_name(sender),
                            room_name=room.display_name)
 
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """A message the twin starts itself (a retrain's outcome) in a room; MatrixError if not sent."""
+        await send_text(self.client, chat_id, text)
+
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and send the answer; a chat's answers go out in order."""
         try:

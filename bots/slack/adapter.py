@@ -169,6 +169,10 @@ class SlackAdapter:
             await answer_and_send(self.handle, self.ledger, message, partial(self._send, message),
                                   (SlackDeliveryError,), "Slack")
 
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """A message the twin starts itself (a retrain's outcome) in a channel or DM; SlackDeliveryError if not."""
+        await post(self.client, ReplyTarget(chat_id), text)
+
     async def _send(self, message: InboundMessage, reply: Reply) -> None:
         target = reply_target(message)
         if reply.draft:  # decided with the answer: the switch may have moved since

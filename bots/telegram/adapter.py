@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from bots.telegram.inbound import (
     to_edit,
     to_inbound,
 )
-from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, with_retries
+from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_reply, typing_while, with_retries
 from core.audience import AudienceResolver
 from core.commands import COMMANDS, CommandSpec
 from core.delivery import DeliveryHooks
@@ -205,11 +206,21 @@ class TelegramAdapter:
                 return
             target = reply_target(payload)
             assert target is not None  # to_inbound translates messages only, and every message has a chat
-            await answer_and_send(self.handle, self.ledger, message, partial(self._send, target),
-                                  (TelegramDeliveryError,), "Telegram")
+            # "typing…" while the answer is written; not in the owner's business chats, where it would show the
+            # owner typing to someone the twin may not answer (autoreply off)
+            async with typing_while(self.bot, target) if not message.to_owner else contextlib.nullcontext():
+                await answer_and_send(self.handle, self.ledger, message, partial(self._send, target),
+                                      (TelegramDeliveryError,), "Telegram")
 
     async def _send(self, target: ReplyTarget, reply: Reply) -> None:
         await send_reply(self.bot, target, reply.text, self.options.retry)
+
+    async def send_text(self, chat_id: str, text: str) -> None:
+        """A message the twin starts itself (a retrain's outcome) in a chat it talks in; TelegramDeliveryError if not
+        sent (a business chat is the owner's, not the bot's: nothing is started there)."""
+        if not chat_id.lstrip("-").isdigit():
+            raise TelegramDeliveryError(f"the twin does not start messages in chat {chat_id}")
+        await send_reply(self.bot, ReplyTarget(int(chat_id)), text, self.options.retry)
 
     async def _edited(self, edit: EditedMessage, payload: dict[str, Any]) -> None:
         """An edit: after the chat's earlier updates (the original is stored by then), the stored message revised.

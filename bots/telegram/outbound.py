@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram import Bot, ReplyParameters
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -94,6 +98,31 @@ def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.warning("Bot API call failed (%s: %s); attempt %d, retrying", type(error).__name__, error,
                 state.attempt_number)
+
+
+TYPING_EVERY = 4.0  # seconds; Telegram shows "typing…" for 5 s after each sendChatAction
+
+
+@asynccontextmanager
+async def typing_while(bot: Bot, target: ReplyTarget) -> AsyncIterator[None]:
+    """Telegram shows the twin typing in the chat while the block runs (an answer being written)."""
+    async def keep_typing() -> None:
+        while True:
+            try:
+                await bot.send_chat_action(chat_id=target.chat_id, action=ChatAction.TYPING,
+                                           business_connection_id=target.business_connection_id,
+                                           message_thread_id=target.thread_id)
+            except TelegramError as error:  # only a sign of life: the answer goes out either way
+                log.debug("Telegram: no typing action in %s: %s", target.chat_id, error)
+            await asyncio.sleep(TYPING_EVERY)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def send_reply(bot: Bot, target: ReplyTarget, text: str, policy: RetryPolicy) -> list[int]:

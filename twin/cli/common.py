@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import tomllib
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from twin.settings import Settings
+if TYPE_CHECKING:  # pydantic and rich.progress load when used: `twin --help` starts fast
+    from rich.progress import Progress
+
+    from twin.settings import Settings
 
 console = Console(stderr=True, markup=False, emoji=False, highlight=False)  # messages, progress and errors
 out = Console(markup=False, emoji=False, highlight=False)  # results, the part a script reads
@@ -31,12 +32,17 @@ class VisibilityOption(StrEnum):
 selected_twin: str | None = None  # `twin --twin NAME ...` (or TWIN_TWIN), set by the app's callback per command
 
 
+
 def load_settings() -> Settings:
     """Settings from the environment (a named twin's own from its file), or one line per problem (variable,
     what is wrong, an example) and exit 2. With the settings known, logging goes to the data dir's log file (and to
     the terminal with `twin --verbose`)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
     from storage.errors import StorageError
     from twin.logs import configure_logging
+    from twin.settings import Settings
     from twin.settings_errors import settings_problems
     from twin.tenants import settings_for_twin
 
@@ -73,6 +79,8 @@ def fail(message: str, code: int = 1) -> None:
 
 def progress_bar() -> Progress:
     """The one progress bar style every long command uses (on stderr)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=False,

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from storage.errors import StorageError
-from storage.forget import ForgetQuery
 from twin.cli.common import console, out
 
 
@@ -35,6 +33,8 @@ def forget(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
 ) -> None:
     """Forget: rows in every table, vectors, training data, and the bytes on disk; a tombstone stops re-imports."""
+    from storage.errors import StorageError
+    from storage.forget import ForgetQuery
     from twin.app import open_twin
     from twin.cli.common import fail, load_settings
     from twin.conversation import build_forgetter

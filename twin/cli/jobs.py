@@ -68,10 +68,13 @@ def _read(engine: object, handle: str) -> tuple[bool, list[JobLine], dict | None
     from sqlmodel import Session
 
     from storage.models import Twin
+    from storage.retrain_requests import RetrainRequests
     from storage.state import StateStore
-    from twin.job_journal import job_runs, scheduler_running
-    from twin.l2 import pending_retrain
-    from twin.scheduler import stored_jobs
+    from twin.job_journal import (
+        job_runs,
+        scheduler_running,
+        stored_jobs,  # not twin.scheduler: it loads the jobs and their model client
+    )
 
     found = stored_jobs(engine)
     if not inspect(engine).has_table("twins"):
@@ -90,7 +93,7 @@ def _read(engine: object, handle: str) -> tuple[bool, list[JobLine], dict | None
         lines.append(JobLine(job.id, job.name, job.trigger, state_name, since, job.next_run,
                              run.last_status if run else None, run.last_outcome if run else None,
                              run.last_finished if run else None))
-    return up, lines, pending_retrain(engine, twin_id)
+    return up, lines, RetrainRequests(engine).pending(twin_id)  # not twin.l2: it loads training
 
 
 def _state(next_run: datetime | None, running_since: datetime | None, up: bool,

@@ -8,15 +8,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from serving.bundled import BundledModelError
-from serving.server import LLMServerError, ManagedVLLM
-from twin.settings import Settings
+if TYPE_CHECKING:  # serving loads when a command runs: `twin --help` starts fast
+    from serving.server import ManagedVLLM
+    from twin.settings import Settings
 
 T = TypeVar("T")
 
@@ -28,6 +28,7 @@ WATCH_SECONDS = 2.0  # how often `serve` checks that the server it started is st
 @llm_app.command()
 def serve() -> None:
     """Start the local vLLM (or reuse the running one), print its URL, and wait until Ctrl-C or SIGTERM."""
+    from serving.server import ManagedVLLM
     from twin.cli.common import console, out
 
     server = ManagedVLLM(_settings(), console=console)
@@ -48,6 +49,7 @@ def serve() -> None:
 @llm_app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Whether the model server answers, where, which base model, and the LoRA adapters it has loaded."""
+    from serving.server import ManagedVLLM
     from twin.cli.common import out
 
     report = ManagedVLLM(_settings()).status()
@@ -60,6 +62,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @llm_app.command()
 def stop() -> None:
     """Stop the local vLLM recorded for this data dir, whichever twin process started it."""
+    from serving.server import ManagedVLLM
     from twin.cli.common import out
 
     server = ManagedVLLM(_settings())
@@ -86,6 +89,9 @@ def _fail(message: str) -> None:
 
 def _or_fail(action: Callable[[], T]) -> T:
     """Run `action`, turning a model-server or bundled-model error into a clean exit."""
+    from serving.bundled import BundledModelError
+    from serving.server import LLMServerError
+
     try:
         return action()
     except (LLMServerError, BundledModelError) as error:

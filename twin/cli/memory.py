@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from storage.models import Fact, Visibility
 from twin.cli.common import out
 from twin.cli.jobs import jobs
+
+if TYPE_CHECKING:  # the stores load inside each command: `twin --help` starts fast
+    from storage.models import Fact
 
 facts_app = typer.Typer(help="Facts the twin keeps about its owner (L1).", invoke_without_command=True)
 profile_app = typer.Typer(help="The owner's bio, status bio and topics (L1).", invoke_without_command=True)
@@ -84,6 +86,7 @@ def facts_set_visibility(
     """Decide who may see a fact; the twin's own inference will not change it afterwards."""
     from storage.errors import StorageError
     from storage.facts import FactStore
+    from storage.models import Visibility
     from twin.app import open_twin
     from twin.cli.common import fail, load_settings
 
@@ -101,7 +104,7 @@ def remember(
 ) -> None:
     """Remember a fact about the owner (private unless --visibility says otherwise)."""
     from storage.facts import FactStore, NewFact
-    from storage.models import FactOrigin
+    from storage.models import FactOrigin, Visibility
     from twin.app import open_twin
     from twin.cli.common import fail, load_settings
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import typer
 
 from twin.cli.common import out
-from twin.platform_matrix import check_matrix
-from twin.platform_slack import check_slack
-from twin.platforms import configured_platforms
-from twin.settings import Settings
+
+if TYPE_CHECKING:  # the platforms load when the command runs: `twin --help` starts fast
+    from twin.settings import Settings
 
 CHECK_TIMEOUT = 15.0  # seconds for one platform to answer
-Check = Callable[[Settings], Awaitable[str]]
+Check = Callable[["Settings"], Awaitable[str]]
 
 
 async def check_telegram(settings: Settings) -> str:
@@ -29,17 +29,24 @@ async def check_telegram(settings: Settings) -> str:
     return f"{username} at {settings.telegram_api_url.rstrip('/')}, {settings.telegram_mode}"
 
 
-CHECKS: dict[str, Check] = {"telegram": check_telegram, "slack": check_slack, "matrix": check_matrix}
+def platform_checks() -> dict[str, Check]:
+    """The check of each platform, by name."""
+    from twin.platform_matrix import check_matrix
+    from twin.platform_slack import check_slack
+
+    return {"telegram": check_telegram, "slack": check_slack, "matrix": check_matrix}
 
 
 async def run_checks(settings: Settings) -> dict[str, str | None]:
     """Each configured platform: None when it works, else what is wrong; prints one line per platform."""
     from bots.base import PlatformSetupError  # each platform's setup error is one
+    from twin.platforms import configured_platforms
 
+    checks = platform_checks()
     problems: dict[str, str | None] = {}
     for name in configured_platforms(settings):
         try:
-            detail = await CHECKS[name](settings)
+            detail = await checks[name](settings)
         except PlatformSetupError as error:
             problems[name] = str(error)
             out.print(f"✗ {name}: {error}", style="red")
@@ -52,6 +59,7 @@ async def run_checks(settings: Settings) -> dict[str, str | None]:
 def doctor() -> None:
     """Check each configured chat platform: token accepted, server reachable. Exit code 1 if anything is wrong."""
     from twin.cli.common import load_settings
+    from twin.platforms import configured_platforms
 
     settings = load_settings()
     if not configured_platforms(settings):

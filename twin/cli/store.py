@@ -13,15 +13,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from storage.errors import ImportFormatError
-from storage.layers import LayeredSearcher, LayerHit
-from storage.models import Fact, ItemKind, L0Item
-from storage.search import SearchScope
 from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
-from twin.settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stores load inside each command: `twin --help` and the quick commands start fast
     from storage.importers import ImportReport
+    from storage.layers import LayeredSearcher, LayerHit
+    from storage.models import Fact, L0Item
+    from twin.settings import Settings
 
 
 def register_store_commands(app: typer.Typer) -> None:
@@ -72,6 +70,7 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import history into raw memory (L0). Re-importing the same file adds nothing."""
+    from storage.errors import ImportFormatError
     from storage.importers import import_path
     from twin.app import open_twin
 
@@ -179,6 +178,7 @@ def search(
     what people said and wrote (--all: the twin's replies, expert relays and /commands too)."""
     from storage.facts import FactStore
     from storage.layers import LayeredSearcher
+    from storage.search import SearchScope
     from twin.app import open_twin
 
     if (query is None) == (batch is None):
@@ -211,6 +211,7 @@ HIDDEN_HEADROOM = 5  # rank this many times k, so that k remain once replies and
 def said_by_people(item: L0Item) -> bool:
     """What people said or wrote: not the twin's replies, not expert relays, not /commands."""
     from core.commands import parse_command
+    from storage.models import ItemKind
 
     return item.kind in (ItemKind.message, ItemKind.document) and parse_command(item.text) is None
 
@@ -223,6 +224,8 @@ def chat_label(item: L0Item) -> str:
 def _search_batch(
     twin_id: int, searcher: LayeredSearcher, path: Path, mode: str, layer: str, audience: str
 ) -> None:
+    from storage.search import SearchScope
+
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:

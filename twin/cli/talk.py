@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from bots.console import ConsoleSpeaker, converse, to_inbound
+from bots.console import CONSOLE, ConsoleSpeaker, converse, to_inbound
 from core.messages import Reply
 from twin.cli.common import console, out
-from twin.settings import Settings
 
 if TYPE_CHECKING:
     from twin.app import TwinApp
+    from twin.settings import Settings
 
 people_app = typer.Typer(help="People the twin knows and how far each is trusted.", no_args_is_help=True)
 
@@ -46,24 +46,36 @@ async def _talk(settings: Settings, speaker: ConsoleSpeaker, banner: bool, backg
 
 
 async def _converse(app: TwinApp, url: str, speaker: ConsoleSpeaker, banner: bool, background: bool) -> None:
+    from twin.cli.line_editor import history_path, line_reader
+    from twin.cli.live_reply import answering_live
     from twin.conversation import open_pipeline
     from twin.health import serve_health
     from twin.l2 import retrain_runner
     from twin.scheduler import background_jobs
 
+    interactive = sys.stdin.isatty()
+
+    def write(text: str) -> None:
+        out.print(Text.assemble(("twin> ", "bold"), text) if interactive else text)
+
+    async def notify(platform: str, _chat_id: str, text: str) -> None:  # a retrain's outcome, asked for here
+        if platform == CONSOLE:
+            write(text)
+
     async with open_pipeline(app, url) as pipeline, AsyncExitStack() as jobs:
         if background:  # `twin run`: L1 extraction, profile refresh and index upkeep on this loop; /healthz
             await jobs.enter_async_context(background_jobs(app, pipeline.responder.llm,
-                                                           retrainer=retrain_runner(app)))
+                                                           retrainer=retrain_runner(app, notify)))
             await jobs.enter_async_context(serve_health(app, url, {}))
         if banner:
             total = app.store.count(app.twin.id)
             console.print(Text.assemble(("Twin", "bold"), f" of {app.twin.display_name}: {total} items in memory, "
                           f"model at {url}. You are {speaker.name}. /help for commands, Ctrl-D to leave."))
-        interactive = sys.stdin.isatty()
-        await converse(pipeline.handle, speaker, read=input if interactive else _read_piped,
-                       write=lambda text: out.print(Text.assemble(("twin> ", "bold"), text) if interactive
-                                                    else text),
+        handle = answering_live(pipeline.handle, out) if interactive else pipeline.handle  # piped: the reply only
+        read = _read_piped
+        if interactive:  # editing, history and Tab completion of /commands; plain input() without prompt_toolkit
+            read = line_reader(history_path(app.settings.data_dir), pipeline.command_handlers) or input
+        await converse(handle, speaker, read=read, write=write,
                        prompt=f"{speaker.name}> ", delivered=pipeline.delivered)
 
 
