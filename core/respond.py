@@ -26,6 +26,7 @@ from storage.people import Speaker
 from storage.search import HybridSearcher, SearchScope
 
 SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
+REASONING = re.compile(r"<think>.*?(?:</think>|$)", re.S)  # reasoning never reaches a user, closed or cut off
 EMPTY_ANSWER = "I have no answer to that."
 REPLY_HEADROOM = 4  # extra hits fetched for the twin's own replies, which are dropped from the evidence
 
@@ -100,7 +101,9 @@ def without_repeats(text: str) -> str:
 
 
 def guard(text: str) -> str:
-    """The model's text made fit to send: chat-template tokens and looping repeats removed, never empty."""
+    """The model's text made fit to send: reasoning (the training loop's chain-of-thought styles), chat-template
+    tokens and looping repeats removed, never empty."""
+    text = REASONING.sub("", text)
     for token in SPECIAL_TOKENS:
         text = text.replace(token, "")
     return without_repeats(text.strip()).strip() or EMPTY_ANSWER

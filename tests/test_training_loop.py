@@ -293,3 +293,12 @@ def test_a_named_twins_adapters_carry_its_handle(store: MemoryStore) -> None:
     assert training.next_name(named.id, "owner") == "bea-owner-v1"
     training.register(named.id, "bea-owner-v1", "owner", "/tmp/x", "base", [], 1)
     assert training.next_name(named.id, "owner") == "bea-owner-v2"
+
+
+def test_the_guard_strips_reasoning_before_anyone_reads_it() -> None:
+    from core.respond import guard
+
+    assert guard("<think>The memory says: Sam's locker code is 4417.</think> Your locker code is 4417.") == \
+        "Your locker code is 4417."
+    assert guard("Sure. <think>weighing Sam's private notes") == "Sure."  # cut off mid-reasoning
+    assert "private" not in guard("<think>a\nprivate\nline</think>Hello!")
