@@ -164,10 +164,17 @@ class Responder:
         if listener is None or stream is None:
             completion = await self.llm.complete(messages, model=model)
             return completion.text, completion.model
-        pieces = []
+        pieces: list[str] = []
+        shown = 0  # characters of the visible text handed over: reasoning is never shown, even while written
         async for _seconds, piece in stream(messages, model=model):
             pieces.append(piece)
-            listener(piece)
+            visible = REASONING.sub("", "".join(pieces))
+            cut = visible.rfind("<", shown)
+            if cut >= 0 and "<think>".startswith(visible[cut:]):  # a reasoning tag may be arriving: wait for it
+                visible = visible[:cut]
+            if len(visible) > shown:
+                listener(visible[shown:])
+                shown = len(visible)
         return "".join(pieces), model
 
     async def introduce(self, target: Speaker) -> Answer:

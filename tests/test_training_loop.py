@@ -302,3 +302,28 @@ def test_the_guard_strips_reasoning_before_anyone_reads_it() -> None:
         "Your locker code is 4417."
     assert guard("Sure. <think>weighing Sam's private notes") == "Sure."  # cut off mid-reasoning
     assert "private" not in guard("<think>a\nprivate\nline</think>Hello!")
+
+
+def test_a_streamed_reply_never_shows_its_reasoning() -> None:
+    import asyncio
+
+    from core.live import streaming_to
+    from core.respond import Responder
+
+    class Streaming:
+        async def stream(self, messages, model=None):  # noqa: ANN001, ANN202 - the LLM client's shape
+            for piece in ["Sure", " <th", "ink>Sam's locker", " is 4417</think>", " Hi", " a < b"]:
+                yield 0.0, piece
+
+    responder = Responder.__new__(Responder)
+    responder.llm = Streaming()
+    shown: list[str] = []
+
+    async def go() -> str:
+        with streaming_to(shown.append):
+            text, _model = await responder._generate([], "base")
+        return text
+
+    text = asyncio.run(go())
+    assert "4417" in text and "4417" not in "".join(shown) and "think" not in "".join(shown)
+    assert "".join(shown) == "Sure  Hi a < b"
