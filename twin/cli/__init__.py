@@ -11,6 +11,7 @@ from twin.cli.backup import register_backup_commands
 from twin.cli.bench import bench_app
 from twin.cli.common import fail, request_verbose
 from twin.cli.forget import forget
+from twin.cli.init import init
 from twin.cli.llm import llm_app
 from twin.cli.memory import register_memory_commands
 from twin.cli.platforms import doctor
@@ -23,6 +24,7 @@ app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Ma
 app.add_typer(bench_app, name="bench")
 app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
+app.command()(init)
 app.command()(chat)
 app.command()(ask)
 register_store_commands(app)
