@@ -1,7 +1,9 @@
-"""Retrieval quality on LoCoMo: conversations imported like a user's JSONL export, then searched per question.
+"""Retrieval quality on LoCoMo and LongMemEval: the data imported like a user's JSONL export, then searched.
 
-For every question of categories 1-4, the conversation's turns are ranked by hybrid search, plain BM25 and
-dense search, and the evidence turns are looked for in the top k: any@k (at least one), all@k (every one).
+For every question the items of its corpus are ranked by our hybrid search and by each of its two sides (the
+lexical side: BM25 with context fields; the dense side: MiniLM on the message with its context), and by the
+plain baselines (bench/baselines.py: each message alone); the evidence turns are looked for in the first k
+distinct turns: any@k (at least one), all@k (every one).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich import box
@@ -23,72 +26,17 @@ from rich.table import Column, Table
 from sqlalchemy import select
 from sqlmodel import Session
 
+from bench.baselines import PLAIN_RRF_K, PlainCorpus
+from bench.datasets import Dataset, Question, load
 from storage.lexical import Bm25Params
 from storage.memory import CONTEXT_TURNS, MemoryStore
 from storage.models import L0Item
 from storage.search import HybridSearcher, SearchScope
 
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}  # 5: adversarial
-SYSTEMS = {"hybrid": "hybrid", "bm25": "lexical", "dense": "dense"}  # name shown -> search mode
+SYSTEMS = {"hybrid": "hybrid", "our-bm25": "lexical", "our-dense": "dense"}  # name shown -> search mode; the
+# hybrid's two sides: BM25 with the context fields, MiniLM on the message with its day and context
 KS = (1, 5, 10, 20)
-SOURCE = "locomo"
-SECONDS_PER_TURN = 5  # turns of a session share its start time; a few seconds apart keeps their order
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question with the turns (dia_ids) that hold its answer."""
-
-    chat: str
-    text: str
-    category: int
-    evidence: frozenset[str]
-
-
-def session_start(date_time: str) -> datetime:
-    """A LoCoMo session time ("1:56 pm on 8 May, 2023") as UTC."""
-    return datetime.strptime(date_time, "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
-
-
-def message_text(turn: dict) -> str:
-    """What a chat export shows for a turn: its text, and the description of a photo it shared."""
-    caption = turn.get("blip_caption")
-    return f"{turn['text']} [shared a photo: {caption}]" if caption else turn["text"]
-
-
-def to_messages(sample: dict) -> list[dict]:
-    """One LoCoMo conversation as JSONL messages (our import format), in order."""
-    conversation = sample["conversation"]
-    messages = []
-    sessions = sorted(
-        (int(key.removeprefix("session_")), turns)
-        for key, turns in conversation.items()
-        if key.startswith("session_") and isinstance(turns, list)
-    )
-    for number, turns in sessions:
-        start = session_start(conversation[f"session_{number}_date_time"])
-        for position, turn in enumerate(turns):
-            if not message_text(turn).strip():
-                continue
-            moment = start + timedelta(seconds=SECONDS_PER_TURN * position)
-            messages.append(
-                {"id": turn["dia_id"], "chat": sample["sample_id"], "sender": turn["speaker"],
-                 "text": message_text(turn), "timestamp": moment.isoformat(), "source": SOURCE}
-            )
-    return messages
-
-
-def to_questions(sample: dict, turns: set[str]) -> list[Question]:
-    """Questions of categories 1-4 whose evidence is in the conversation (unknown ids are dropped)."""
-    questions = []
-    for qa in sample["qa"]:
-        if qa.get("category") not in CATEGORIES:
-            continue
-        ids = {part for entry in qa.get("evidence", []) for part in entry.replace(";", " ").split()}
-        evidence = frozenset(ids & turns)
-        if evidence:
-            questions.append(Question(sample["sample_id"], str(qa["question"]), qa["category"], evidence))
-    return questions
+Ranker = Callable[[Question], list[int]]
 
 
 def first_distinct(turns: Iterable[str], k: int) -> list[str]:
@@ -137,66 +85,71 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def import_conversations(
-    store: MemoryStore, twin_id: int, samples: list[dict], folder: Path, console: Console
-) -> int:
-    """Write the conversations as one JSONL export and import it as a user would; returns items added."""
+def import_dataset(store: MemoryStore, twin_id: int, dataset: Dataset, folder: Path, console: Console) -> float:
+    """Write the messages as one JSONL export and import it as a user would; returns the seconds it took."""
     from storage.importers import import_path
 
-    path = folder / "locomo.jsonl"
+    path = folder / f"{dataset.source}.jsonl"
     with path.open("w", encoding="utf-8") as handle:
-        for sample in samples:
-            handle.writelines(json.dumps(message) + "\n" for message in to_messages(sample))
+        handle.writelines(json.dumps(message) + "\n" for message in dataset.messages)
+    started = time.perf_counter()
     with progress_bar(console) as bar:
-        task = bar.add_task("importing LoCoMo", total=None)
-        report = import_path(
-            store, twin_id, path, format="jsonl",
-            progress=lambda done, total: bar.update(task, advance=done, total=total),
-        )
-    return report.added
+        task = bar.add_task(f"importing {dataset.name}", total=None)
+        import_path(store, twin_id, path, format="jsonl",
+                    progress=lambda done, total: bar.update(task, advance=done, total=total))
+    return time.perf_counter() - started
 
 
-def turn_ids(store: MemoryStore) -> dict[int, tuple[str, str]]:
-    """L0 item id -> (chat, dia_id), for the imported items."""
+def imported(store: MemoryStore, source: str) -> list[tuple[int, str, str, str]]:
+    """(item id, chat, turn id, text) of the imported items, by id."""
     with Session(store.engine) as session:
-        query = select(L0Item.id, L0Item.chat, L0Item.source_id).where(L0Item.source == SOURCE)
-        rows = session.execute(query).all()
-    return {item_id: (chat, source_id.removeprefix(f"{chat}/")) for item_id, chat, source_id in rows}
+        query = select(L0Item.id, L0Item.chat, L0Item.source_id, L0Item.text).where(L0Item.source == source)
+        rows = session.execute(query.order_by(L0Item.id)).all()
+    return [(id, chat, source_id.removeprefix(f"{chat}/"), text) for id, chat, source_id, text in rows]
 
 
-def evaluate(
-    searcher: HybridSearcher, twin_id: int, questions: list[Question], turns: dict[int, tuple[str, str]],
-    console: Console,
-) -> dict[str, dict]:
-    """Every system on every question: figures overall and per category, and median search latency."""
+def rankers(searcher: HybridSearcher, twin_id: int, plain: PlainCorpus, members: Callable[[Question], tuple[int, ...]]
+            ) -> dict[str, Ranker]:
+    """Every system as question -> item ids, best first."""
+    def store_ranker(mode: str) -> Ranker:
+        return lambda q: [hit.id for hit in searcher.rank(q.text, SearchScope(twin_id, chats=q.chats), mode=mode)]
+
+    systems: dict[str, Ranker] = {name: store_ranker(mode) for name, mode in SYSTEMS.items()}
+    systems["plain-bm25"] = lambda q: plain.bm25(q.text, members(q))
+    systems["plain-dense"] = lambda q: plain.dense(q.text, members(q))
+    systems["plain-rrf"] = lambda q: plain.fusion(q.text, members(q))
+    return systems
+
+
+def evaluate(dataset: Dataset, systems: dict[str, Ranker], turns: dict[int, str], console: Console) -> dict[str, dict]:
+    """Every system on every question: figures overall and per question type, and median latency."""
     results = {}
     with progress_bar(console) as bar:
-        for name, mode in SYSTEMS.items():
-            task = bar.add_task(f"searching ({name})", total=len(questions))
-            overall, by_category, latencies = Tally(), {c: Tally() for c in CATEGORIES}, []
-            for question in questions:
-                scope = SearchScope(twin_id, chats=(question.chat,))
+        for name, ranker in systems.items():
+            task = bar.add_task(f"searching ({name})", total=len(dataset.questions))
+            overall, by_category, latencies = Tally(), defaultdict(Tally), []
+            for question in dataset.questions:
                 started = time.perf_counter()
-                hits = searcher.rank(question.text, scope, mode=mode)
+                ids = ranker(question)
                 latencies.append(time.perf_counter() - started)
-                ranked = first_distinct((turns[hit.id][1] for hit in hits if hit.id in turns), max(KS))
+                ranked = first_distinct((turns[id] for id in ids if id in turns), max(KS))
                 overall.add(ranked, question.evidence)
                 by_category[question.category].add(ranked, question.evidence)
                 bar.advance(task)
             results[name] = {
                 "overall": overall.figures(),
-                "by_category": {CATEGORIES[c]: tally.figures() for c, tally in by_category.items()},
+                "by_category": {c: by_category[c].figures() for c in dataset.categories if c in by_category},
                 "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
             }
     return results
 
 
-def figures_table(results: dict[str, dict]) -> Table:
-    """Systems x k, overall and per category; each cell is any@k / all@k in percent."""
+def figures_table(results: dict[str, dict], title: str) -> Table:
+    """Systems x k, overall and per question type; each cell is any@k / all@k in percent."""
     figures = [Column(f"any/all@{k}", justify="right") for k in KS]
-    columns = [Column("questions", no_wrap=True), "system", *figures]
-    table = Table(*columns, box=box.SIMPLE_HEAD, title="LoCoMo retrieval (%), categories 1-4")
-    for scope in ("overall", *CATEGORIES.values()):
+    table = Table(Column("questions", no_wrap=True), "system", *figures, box=box.SIMPLE_HEAD, title=title)
+    first = next(iter(results.values()))
+    for scope in ("overall", *first["by_category"]):
         for name, result in results.items():
             row = result["overall"] if scope == "overall" else result["by_category"][scope]
             label = f"{scope} ({row['questions']})" if name == next(iter(results)) else ""
@@ -220,38 +173,49 @@ def git_commit() -> str | None:
 
 
 def run_retrieval_bench(
-    data: Path, as_json: bool, results_path: Path | None, console: Console, out: Console
+    data: Path, as_json: bool, results_path: Path | None, console: Console, out: Console,
+    format: str = "auto", limit: int | None = None,
 ) -> dict:
-    """Import LoCoMo into a fresh twin, search every question with each system, print and record figures."""
+    """Import the dataset into a fresh twin, rank every question with each system, print and record figures."""
     from twin.app import open_twin
     from twin.settings import Settings
 
     started = time.perf_counter()
-    samples = json.loads(Path(data).read_text(encoding="utf-8"))
+    dataset = load(Path(data), format, limit)
     with tempfile.TemporaryDirectory(prefix="twin-bench-") as folder:
         settings = Settings(data_dir=Path(folder) / "data", database_url=None, qdrant_url=None)
         with open_twin(settings) as twin:
-            items = import_conversations(twin.store, twin.twin.id, samples, Path(folder), console)
-            turns = turn_ids(twin.store)
-            questions = [q for sample in samples for q in to_questions(
-                sample, {dia_id for chat, dia_id in turns.values() if chat == sample["sample_id"]})]
+            import_s = import_dataset(twin.store, twin.twin.id, dataset, Path(folder), console)
+            rows = imported(twin.store, dataset.source)
+            by_chat: dict[str, list[int]] = defaultdict(list)
+            for id, chat, _, _ in rows:
+                by_chat[chat].append(id)
+            plain_started = time.perf_counter()
+            plain = PlainCorpus([r[0] for r in rows], [r[3] for r in rows], twin.store.lexical, twin.store.embedder)
+            plain_s = time.perf_counter() - plain_started
             weights = twin.searcher.weights
             searcher = HybridSearcher(twin.store, replace(weights, depth=max(weights.depth, max(KS))))
-            systems = evaluate(searcher, twin.twin.id, questions, turns, console)
+            systems = rankers(searcher, twin.twin.id, plain,
+                              lambda q: tuple(id for chat in q.chats for id in by_chat[chat]))
+            figures = evaluate(dataset, systems, {r[0]: r[2] for r in rows}, console)
     report = {
-        "benchmark": "locomo-retrieval", "data": str(data), "conversations": len(samples), "items": items,
-        "questions": len(questions), "systems": systems, "wall_s": round(time.perf_counter() - started, 1),
-        "params": {"fusion": asdict(searcher.weights), "bm25": asdict(Bm25Params()),
+        "benchmark": f"{dataset.source}-retrieval", "data": str(data), "limit": limit, "items": len(rows),
+        "questions": len(dataset.questions), "note": dataset.note, "systems": figures,
+        "import_s": round(import_s, 1), "import_msg_per_s": round(len(rows) / import_s, 1),
+        "plain_embedding_s": round(plain_s, 1), "wall_s": round(time.perf_counter() - started, 1),
+        "params": {"fusion": asdict(searcher.weights), "bm25": asdict(Bm25Params()), "plain_rrf_k": PLAIN_RRF_K,
                    "context_turns": CONTEXT_TURNS, "embedding_model": settings.embedding_model,
                    "embedding_quantize": settings.embedding_quantize},
     }
     if as_json:
         out.print_json(json.dumps(report))
     else:
-        out.print(figures_table(systems))
-        latency = ", ".join(f"{name} {result['latency_ms_p50']:.1f} ms" for name, result in systems.items())
-        out.print(f"median search latency per query: {latency}")
-        out.print(f"{items} turns, {len(questions)} questions, {report['wall_s']} s")
+        out.print(figures_table(figures, f"{dataset.name} retrieval (%), any/all"), width=max(out.width, 110))
+        latency = ", ".join(f"{name} {result['latency_ms_p50']:.1f} ms" for name, result in figures.items())
+        out.print(f"median ranking time per question: {latency}")
+        out.print(f"{len(rows)} items imported in {report['import_s']} s ({report['import_msg_per_s']} msg/s), "
+                  f"{len(dataset.questions)} questions{'; ' + dataset.note if dataset.note else ''}, "
+                  f"{report['wall_s']} s in all")
     if results_path is not None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         record = {"timestamp": now, "commit": git_commit(), **report}

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.scale import record_result
+from storage.models import Audience
 
 DATA = Path(__file__).parent / "data" / "synthetic_owner.json"
 SHOWN = ("recall_topic", "recall_indirect", "recall_others", "control", "leak", "leaks", "critique_accuracy",
@@ -56,7 +57,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                             training={"budget_minutes": budget_minutes, "dpo": dpo})
         with open_twin(settings) as app:
             indirect = seed_owner(app, data, Path(tmp))
-            for audience in ("owner", "stranger"):
+            for audience in (Audience.owner, Audience.stranger):
                 deps = retrain_deps(app, deploy=False, teacher=False)
                 deps.extra_indirect = indirect
                 started = time.perf_counter()

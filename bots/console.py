@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core.messages import InboundMessage, Reply
+from core.messages import Handler, InboundMessage
 
 CONSOLE = "console"
 CONSOLE_OWNER_ID = "@owner"  # names given with --as cannot start with '@', so only the terminal's owner has it
-Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 
 
 @dataclass(frozen=True)

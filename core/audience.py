@@ -26,6 +26,11 @@ class AudienceResolver:
         """Whether the account is one of the owner's (settings' owner ids; never what a message claims)."""
         return sender_id in self.owner_ids or f"{platform}:{sender_id}" in self.owner_ids
 
+    def owns(self, platform: str, account: str) -> bool:
+        """Whether the account is the owner's: by settings' ids, or linked to the owner (`twin people link owner`).
+        Every adapter asks this (who may decide drafts, whose business connection counts), never its own list."""
+        return self.identify(platform, account, "").trust == "owner"
+
     def identify(self, platform: str, sender_id: str, sender_name: str) -> Speaker:
         """The owner, a contact or a stranger; a new account is a stranger."""
         if self.is_owner(platform, sender_id):

@@ -11,13 +11,11 @@ from storage.state import TWIN_WIDE, StateStore
 
 AUTOREPLY_KEY = "autoreply"
 MODES = ("on", "off", "draft")
-DIRECT, DRAFT = "direct", "draft"  # how a message is answered (Autoreply.decide), kept in Reply.details
-DRAFTING_PLATFORMS = frozenset({"slack"})  # adapters that show drafts to the owner (Approve / Edit / Discard)
+DIRECT, DRAFT = "direct", "draft"  # how a message is answered (Autoreply.decide); a draft is Reply.draft
 SAID = {
-    "on": "Autoreply is on: I answer messages sent to you (your Telegram Business chats, Slack DMs and mentions) "
-          "on your behalf.",
-    "draft": "Autoreply is on, as drafts: on Slack I send you my answer to approve, edit or discard first; "
-             "elsewhere I leave messages sent to you for you to answer.",
+    "on": "Autoreply is on: I answer messages sent to you (in your own chats that I can see) on your behalf.",
+    "draft": "Autoreply is on, as drafts: where I can show you drafts, I send you my answer to approve, edit or "
+             "discard first; elsewhere I leave messages sent to you for you to answer.",
     "off": "Autoreply is off: messages sent to you are saved, and I leave them for you to answer.",
 }
 USAGE = "Usage: /autoreply on|off|draft (without a word: the current setting)."
@@ -41,16 +39,17 @@ class Autoreply:
             raise ValueError(f"autoreply mode must be one of {MODES}, got {mode!r}")
         await asyncio.to_thread(self.state.put, self.twin_id, TWIN_WIDE, AUTOREPLY_KEY, {"mode": mode})
 
-    async def decide(self, message: InboundMessage, speaker: Speaker) -> str | None:
+    async def decide(self, message: InboundMessage, speaker: Speaker, drafts_shown: bool = False) -> str | None:
         """How to answer: DIRECT, as a DRAFT for the owner to approve, or None (not at all). Messages to the twin
         are answered directly; messages to the owner's own account only while autoreply is on. Decided once per
-        message: the adapter posts by this verdict, never by a second read of a switch that may have moved."""
+        message: the adapter posts by this verdict, never by a second read of a switch that may have moved. Drafts only
+        where the platform's adapter can show them (`drafts_shown`)."""
         if not message.to_owner:
             return DIRECT
         if speaker.trust == "owner":  # the owner writing in their own chats: memory, not a question to the twin
             return None
         mode = await self.mode()
-        if mode == "draft" and message.platform in DRAFTING_PLATFORMS:
+        if mode == "draft" and drafts_shown:
             return DRAFT
         return DIRECT if mode == "on" else None
 

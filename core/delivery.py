@@ -53,19 +53,21 @@ class Deliveries:
         return state in UNFINISHED  # answered = the L0 reply row; the ledger only learns of delivery
 
     async def unfinished(self, platform: str, window: timedelta = RECOVERY_WINDOW) -> list[InboundMessage]:
-        """Messages a crash interrupted (received and not answered, or answered and not delivered), oldest first."""
+        """Messages a crash interrupted (received and not answered, or answered and not delivered), in the order
+        they arrived: their L0 rows' (a chat's are written in arrival order; ledger rows are written alongside the
+        answers, in any order, and a platform's timestamps tie within a second)."""
         since = datetime.now(UTC) - window
         rows = await asyncio.to_thread(self.ledger.unfinished, self.twin_id, platform, since)
-        messages = []
+        messages: list[tuple[int, InboundMessage]] = []
         for row in rows:
             item = await asyncio.to_thread(self.store.by_source, self.twin_id, platform, row.message_id)
             if item is not None:  # forgotten since: nothing to answer
-                messages.append(InboundMessage(
+                messages.append((item.id, InboundMessage(
                     platform=platform, message_id=row.message_id, chat_id=row.chat_id, sender_id=row.sender_id,
                     sender_name=row.sender_name, text=item.text, sent_at=item.occurred_at,
                     chat_title=item.chat_title, raw=item.raw, to_owner=row.to_owner,
-                ))
-        return messages
+                )))
+        return [message for _, message in sorted(messages, key=lambda pair: pair[0])]
 
     async def _move(self, message: InboundMessage, state: str) -> None:
         await asyncio.to_thread(self.ledger.move, self.twin_id, message.platform, message.message_id, state)
@@ -78,5 +80,5 @@ def stored_reply(message: InboundMessage, row: L0Item) -> Reply:
         chat_id=message.chat_id, text=row.text, mode=Mode(raw.get("mode", Mode.assistant)),
         audience=raw.get("audience", "stranger"), in_reply_to=message.message_id, model=raw.get("model"),
         context_ids=tuple(raw.get("context_ids", ())),
-        details={"resent": True, **({"draft": True} if raw.get("draft") else {})},  # a draft resent stays a draft
+        resent=True, draft=bool(raw.get("draft")),  # a draft resent stays a draft (the adapter asks if it is pending)
     )

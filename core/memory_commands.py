@@ -4,18 +4,16 @@ reach the owner-only ones; /profile shows each speaker only what their audience 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from core.messages import InboundMessage, Mode
 from core.profile import ProfileView
-from core.respond import Answer
+from core.respond import Answer, CommandHandler
 from storage.errors import StorageError
 from storage.facts import FactStore, NewFact
 from storage.memory import MemoryStore
 from storage.models import Fact, FactOrigin, Visibility
 from storage.people import Speaker
-
-Handler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 
 WHO_SEES = {"private": "only you see it", "contacts": "your contacts and you see it", "public": "anyone may see it"}
 REMEMBER_USAGE = "Usage: /remember [private:|contacts:|public:] TEXT, e.g. /remember public: I play the cello."
@@ -47,7 +45,7 @@ class MemoryCommands:
         self.facts = facts
         self.view = view
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, CommandHandler]:
         """The pipeline's handlers for these commands, by name."""
         return {"remember": self._remember, "profile": self._profile, "facts": self._facts,
                 "visibility": self._visibility}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from storage.text import encodable, encodable_text
 
 MAX_STORED_CHARS = 1_000_000  # one message is stored verbatim up to 1 MB of text; the rest is cut and said so
 
@@ -48,13 +51,27 @@ class Reply:
     model: str | None = None
     context_ids: tuple[int, ...] = ()
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # what the answer adds for `--json` (an expert's request)
+    draft: bool = False  # for the owner to approve first (draft mode), not for the asker
+    resent: bool = False  # logged by an earlier process and never delivered: it may be on the platform already
+
+
+Handler = Callable[[InboundMessage], Awaitable[Reply | None]]  # the pipeline's entry point, as adapters call it
 
 
 def clean_text(text: str) -> str:
     """Text every store accepts: valid UTF-8, no NUL bytes (PostgreSQL refuses them), at most 1 MB."""
-    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from undecodable input
-    text = text.replace("\x00", "\ufffd")
+    text = encodable_text(text)  # lone surrogates from undecodable input, NUL
     if len(text) > MAX_STORED_CHARS:
         text = text[:MAX_STORED_CHARS] + f"\n[cut: the message was longer than {MAX_STORED_CHARS} characters]"
     return text
+
+
+def clean_inbound(message: InboundMessage) -> InboundMessage:
+    """The message as a platform adapter hands it over: its text, names and raw payload writable by every store
+    (a lone surrogate in a platform's JSON would make the write fail and lose the message)."""
+    return replace(
+        message, text=clean_text(message.text), sender_name=encodable_text(message.sender_name),
+        chat_title=encodable_text(message.chat_title) if message.chat_title is not None else None,
+        raw=encodable(message.raw) if message.raw is not None else None,
+    )

@@ -5,42 +5,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from weakref import WeakValueDictionary
 
 from core.audience import AudienceResolver
 from core.autoreply import DRAFT, Autoreply
 from core.commands import BY_NAME, CommandCall, help_text, parse_command
 from core.delivery import Deliveries, stored_reply
+from core.drafts import Draft, Drafts
 from core.forgetting import ForgetConversation
 from core.indexer import BackgroundIndexer
 from core.llm import LLMOutputError, LLMUnavailable
+from core.locks import KeyedLocks
 from core.messages import InboundMessage, Mode, Reply, clean_text
-from core.respond import Answer, Responder
+from core.respond import Answer, CommandHandler, Responder
 from storage.deliveries import DeliveryLedger
-from storage.items import NewItem
+from storage.items import NewItem, reply_source_id
 from storage.memory import AddResult, MemoryStore
-from storage.models import Direction, ItemKind, L0Item, Visibility
+from storage.models import Audience, Direction, ItemKind, L0Item, Visibility
 from storage.people import Speaker
 from storage.state import StateStore
 
 log = logging.getLogger(__name__)
-CommandHandler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]
 
 TWIN_SENDER_ID = "twin:self"  # the account the twin's own replies are logged under
 HISTORY_TURNS = 6
-TRUST_ORDER = ("owner", "contact", "stranger")  # most trusted first
+TRUST_ORDER = tuple(Audience)  # most trusted first
 UNREACHABLE = "I can't reach my model right now. Your message is saved and {owner} will see it."
 GARBLED = "My model gave an answer I could not use. Your message is saved; please try again."
 EMPTY = "Your message was empty. Write something, or /help for what I can do."
-
-
-def reply_source_id(message_id: str) -> str:
-    """The L0 source id of the twin's reply to a message: its existence means 'answered'."""
-    return f"{message_id}:reply"
 
 
 class Pipeline:
@@ -51,6 +45,7 @@ class Pipeline:
         default_visibility: Visibility = Visibility.private, indexer: BackgroundIndexer | None = None,
         forgetting: ForgetConversation | None = None, autoreply: Autoreply | None = None,
         more_commands: dict[str, CommandHandler] | None = None, deliveries: Deliveries | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
@@ -62,18 +57,19 @@ class Pipeline:
         self.forgetting = forgetting
         self.autoreply = autoreply or Autoreply(StateStore(store.engine), twin_id)
         self.deliveries = deliveries or Deliveries(DeliveryLedger(store.engine), store, twin_id)
+        self.drafts = drafts or Drafts(StateStore(store.engine), store, twin_id, reply_source_id)
         self.command_handlers: dict[str, CommandHandler] = {
             "help": self._help, "status": self._status, "introduce": self._introduce, "ask": self._ask,
             "forget": self._forget, "autoreply": self._autoreply,
         } | (more_commands or {})  # e.g. the memory commands (core.memory_commands)
-        self._chat_locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
+        self._chat_locks: KeyedLocks[tuple[str, str]] = KeyedLocks()  # one message answered at a time per chat
+        self._store_turns: KeyedLocks[tuple[str, str]] = KeyedLocks()  # a chat's messages stored in arrival order
         self._answered_here: set[tuple[str, str]] = set()  # (platform, message id) answered by this process
 
     async def handle(self, message: InboundMessage) -> Reply | None:
         """The reply to a message; None when it was answered before (a redelivery) or is not to be answered."""
         message = replace(message, text=clean_text(message.text))
-        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
-        async with lock:  # one message at a time per chat keeps order and stops double answers
+        async with self._chat_locks((message.platform, message.chat_id)):  # keeps order, stops double answers
             stored, receipt = await self._record(message)
             try:
                 return await self._answer_recorded(message, stored, receipt)
@@ -89,7 +85,7 @@ class Pipeline:
         speaker = await asyncio.to_thread(
             self.audiences.identify, message.platform, message.sender_id, message.sender_name
         )
-        verdict = await self.autoreply.decide(message, speaker)
+        verdict = await self.autoreply.decide(message, speaker, self.drafts.shown_on(message.platform))
         if verdict is None:
             if receipt is not None:
                 await receipt  # the row must exist before it is marked skipped
@@ -97,8 +93,11 @@ class Pipeline:
             return None  # sent to the owner's own account while autoreply is off: kept in L0, left to them
         reply = await self.respond(message, stored, speaker)
         if verdict == DRAFT:  # logged with the reply, so a resend after a crash is a draft too
-            reply = replace(reply, details={**reply.details, "draft": True})
+            reply = replace(reply, draft=True)
         if reply.error is None:
+            if reply.draft:  # kept where forgetting reaches it, before the adapter shows it
+                await self.drafts.propose(Draft(id=message.message_id, platform=message.platform, text=reply.text,
+                                                asker=message.sender_name, question=message.text, item_id=stored.id))
             await self.log_reply(message, reply)  # the reply row marks "answered"; the ledger waits for delivery
             self._answered_here.add((message.platform, message.message_id))
         return reply
@@ -121,9 +120,9 @@ class Pipeline:
         """An edit of a stored message: its L0 text and raw payload replaced, it and its neighbours re-indexed; no
         answer. False (nothing stored) when the message was never stored or was forgotten."""
         message = replace(message, text=clean_text(message.text))
-        lock = self._chat_locks.setdefault((message.platform, message.chat_id), asyncio.Lock())
         # After the chat's queued messages; the indexer paused, as for a forget, so no batch races the revision.
-        async with lock, self.indexer.paused() if self.indexer else contextlib.nullcontext():
+        paused = self.indexer.paused() if self.indexer else contextlib.nullcontext()
+        async with self._chat_locks((message.platform, message.chat_id)), paused:
             row = await asyncio.to_thread(self.store.revise, self.twin_id, message.platform, message.message_id,
                                           message.text, message.raw)
         if row is None:
@@ -146,7 +145,9 @@ class Pipeline:
             # The owner's own words are outbound: L1 extraction grounds facts about the owner only in those.
             direction=Direction.outbound if self.audiences.is_owner(message.platform, message.sender_id) else None,
         )
-        result = await self._add(item, self.default_visibility)
+        # Taken before the first await: the writes of a chat's messages (their L0 ids) follow their arrival.
+        async with self._store_turns((message.platform, message.chat_id)):
+            result = await self._add(item, self.default_visibility)
         if result.added:  # the ledger row is written on another thread while the answer is prepared
             return result.rows[0], asyncio.ensure_future(self.deliveries.received(message))
         answered = await asyncio.to_thread(
@@ -162,7 +163,23 @@ class Pipeline:
                 return stored_reply(message, answered), None
             log.info("skipping %s/%s: answered before", message.platform, message.message_id)
             return None, None
-        return await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id), None
+        stored = await asyncio.to_thread(self.store.by_source, self.twin_id, message.platform, message.message_id)
+        if stored is not None and stored.sender_name == message.sender_id != message.sender_name:
+            stored = await self._name_follows(message) or stored
+        return stored, None
+
+    async def _name_follows(self, message: InboundMessage) -> L0Item | None:
+        """A message stored under its sender's id, before the platform was asked who that is, takes the name."""
+        row = await asyncio.to_thread(self.store.name_sender, self.twin_id, message.platform, message.message_id,
+                                      message.sender_name)
+        await asyncio.to_thread(self.audiences.people.name_account, self.twin_id, message.platform,
+                                message.sender_id, message.sender_name)
+        if row is not None:  # its index entry says who wrote it
+            if self.indexer is None:
+                await asyncio.to_thread(self.store.index_ids, [row.id])
+            else:
+                self.indexer.submit([row.id])
+        return row
 
     async def respond(self, message: InboundMessage, stored: L0Item, speaker: Speaker) -> Reply:
         """Run the command or the conversation; model failures become a plain reply, not a crash."""
@@ -207,6 +224,7 @@ class Pipeline:
             return Answer("Forgetting is not set up in this deployment.", Mode.command)
         async with self.indexer.paused() if self.indexer else contextlib.nullcontext():
             text = await self.forgetting.handle(args, (message.platform, message.chat_id))
+        await self.drafts.retract_forgotten()  # the owner's view of each forgotten draft says so
         return Answer(text, Mode.command)
 
     async def _autoreply(self, args: str, _speaker: Speaker, _message: InboundMessage) -> Answer:
@@ -253,7 +271,8 @@ class Pipeline:
             occurred_at=datetime.now(UTC), chat_title=message.chat_title, kind=ItemKind.reply,
             direction=Direction.outbound, visibility=Visibility.private,
             raw={"in_reply_to": message.message_id, "mode": reply.mode, "audience": reply.audience,
-                 "model": reply.model, "context_ids": list(reply.context_ids), **reply.details},
+                 "model": reply.model, "context_ids": list(reply.context_ids), **reply.details,
+                 **({"draft": "pending"} if reply.draft else {})},
         )
         await self._add(item, Visibility.private)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.experts import Expert, relay
 from core.live import reply_listener
 from core.llm import LanguageModel
-from core.messages import Mode
+from core.messages import InboundMessage, Mode
 from core.profile import ProfileView
 from core.prompts import (
     PromptBudget,
@@ -39,6 +39,9 @@ class Answer:
     model: str | None = None
     context_ids: tuple[int, ...] = ()
     details: dict = field(default_factory=dict)
+
+
+CommandHandler = Callable[[str, Speaker, InboundMessage], Awaitable[Answer]]  # (arguments, who, the message)
 
 
 class AdapterRegistry(Protocol):

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from core.messages import InboundMessage, Mode
 from core.respond import Answer
+from storage.models import Audience
 from storage.people import Speaker
 from storage.retrain_requests import RetrainRequests
 
@@ -40,7 +41,7 @@ class TrainingCommands:
         return {"retrain": self._retrain}
 
     async def _retrain(self, _args: str, speaker: Speaker, message: InboundMessage) -> Answer:
-        if speaker.trust != "owner":
+        if speaker.trust != Audience.owner:
             return Answer(f"Only {self.owner_name} can use /retrain.", Mode.command)
         if self.trigger is None:
             return Answer(UNAVAILABLE, Mode.command)

@@ -14,6 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 if TYPE_CHECKING:
     from alembic.config import Config
 
+from storage.text import encodable
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Tables that live in the database but not in the migrations: APScheduler creates and owns its job table.
 FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
@@ -41,7 +43,7 @@ def _casefold(text: object) -> str | None:
 
 def _json(value: object) -> str:
     """JSON as stored: UTF-8 text, not \\u escapes, so what is searched (and forgotten) is what was said."""
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(encodable(value), ensure_ascii=False)  # a lone surrogate cannot be written: replaced
 
 
 def contains_text(engine: Engine, column: ColumnElement, text: str) -> ColumnElement[bool]:

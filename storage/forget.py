@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, select, tuple_
 from sqlmodel import Session
 
 from storage.database import checkpoint, contains_text
 from storage.errors import StorageError
-from storage.memory import MemoryStore
+from storage.items import reply_source_id
+from storage.memory import TWIN_WORDS, MemoryStore
 from storage.models import L0Item
 
 
@@ -64,7 +65,20 @@ class L0Forgetting:
         if query.before:
             conditions.append(L0Item.occurred_at < query.before)
         with Session(self.store.engine, expire_on_commit=False) as session:
-            return list(session.scalars(select(L0Item).where(and_(*conditions)).order_by(L0Item.id)))
+            items = list(session.scalars(select(L0Item).where(and_(*conditions)).order_by(L0Item.id)))
+            return items + self._replies_to(session, twin_id, items)
+
+    @staticmethod
+    def _replies_to(session: Session, twin_id: int, items: list[L0Item]) -> list[L0Item]:
+        """The twin's logged replies to these messages (a draft among them): what answered them goes with them."""
+        have = {item.id for item in items}
+        keys = sorted({(item.source, reply_source_id(item.source_id)) for item in items if item.kind not in TWIN_WORDS})
+        found: list[L0Item] = []
+        for start in range(0, len(keys), 200):
+            chunk = keys[start:start + 200]
+            query = select(L0Item).where(L0Item.twin_id == twin_id, tuple_(L0Item.source, L0Item.source_id).in_(chunk))
+            found += [row for row in session.scalars(query) if row.id not in have]
+        return sorted(found, key=lambda row: row.id)
 
     def remove(self, twin_id: int, items: list[L0Item]) -> int:
         """Delete the items everywhere, leave tombstones, re-index their neighbours, and purge the bytes."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from storage.models import Direction, ItemKind, Visibility
+from storage.models import Audience, Direction, ItemKind, Visibility
+from storage.text import UNWRITABLE, encodable_text
 
 AUDIENCE_VISIBILITY: dict[str, tuple[str, ...]] = {
-    "owner": (Visibility.private, Visibility.contacts, Visibility.public),
-    "contact": (Visibility.contacts, Visibility.public),
-    "stranger": (Visibility.public,),
+    Audience.owner: (Visibility.private, Visibility.contacts, Visibility.public),
+    Audience.contact: (Visibility.contacts, Visibility.public),
+    Audience.stranger: (Visibility.public,),
 }
 
 
@@ -31,3 +32,16 @@ class NewItem:
     visibility: Visibility | None = None
     direction: Direction | None = None  # default: outbound when the sender is the owner
     raw: dict[str, Any] | None = field(default=None, compare=False)
+
+
+def writable(item: NewItem) -> NewItem:
+    """The item with what no encoding can write (lone surrogates, NUL) replaced in its words and names; its raw
+    payload is made writable where JSON is written (storage.database)."""
+    changed = {name: encodable_text(value) for name in ("sender", "text", "chat", "chat_title", "sender_id")
+               if (value := getattr(item, name)) is not None and UNWRITABLE.search(value)}
+    return replace(item, **changed) if changed else item
+
+
+def reply_source_id(message_id: str) -> str:
+    """The L0 source id of the twin's reply to a message: its existence means 'answered'."""
+    return f"{message_id}:reply"

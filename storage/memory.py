@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from storage.embeddings import Embedder
-from storage.items import NewItem
+from storage.items import NewItem, writable
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, ItemKind, L0Item, Person, Twin, Visibility
+from storage.text import encodable_text
 from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
 
@@ -55,11 +56,11 @@ class Turn:
 
 
 def index_text(item: L0Item, earlier: Sequence[L0Item] = ()) -> str:
-    """The text the index sees for an item: the day, who said what, then the chat's messages just before it.
+    """The text of an item as the index reads it: the day, who said what, then the given earlier messages.
 
-    A reply ("The Minnesota Wolves!") is found by the words of what it answers ("which team did you sign
-    with?"), so the earlier messages go along (contextual retrieval); the day lets "in May 2023" match.
-    Documents carry their title instead.
+    The day lets "in May 2023" match; documents carry their title instead. The store gives BM25 the item
+    alone here (its context goes in as weighted fields) and embeds it alone too (storage/context_vectors.py
+    adds the context's vectors), so a reply is found by the words and the meaning of what it answers.
     """
     if item.kind == "document":
         return f"{item.chat_title or item.chat}: {item.text}"
@@ -102,6 +103,11 @@ class MemoryStore:
                 session.add(Person(twin_id=twin.id, display_name=display_name, is_owner=True, trust="owner"))
                 session.commit()
             return twin
+
+    def find_twin(self, handle: str) -> Twin | None:
+        """The twin with this handle, if there is one."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(select(Twin).where(Twin.handle == handle)).first()
 
     def owner(self, twin_id: int) -> Person:
         """The owner's person row."""
@@ -169,7 +175,7 @@ class MemoryStore:
         """
         result = AddResult(added_ids=[], duplicates=0)
         owner_id = self.owner(twin_id).id
-        for batch in _batches(items, batch_size):
+        for batch in _batches(map(writable, items), batch_size):
             try:
                 rows, forgotten = self._insert(twin_id, owner_id, batch, default_visibility, match_forgotten_text)
             except IntegrityError:  # a concurrent writer created one of these senders first, or merged a person
@@ -243,6 +249,12 @@ class MemoryStore:
         if not rows:
             return
         turns = self._turns(rows)
+        # A neighbour not in the index yet (stored just before these, its own batch still to come) is indexed
+        # whole here: its next turn cannot be patched onto a point that does not exist.
+        new = {row.id for row in rows}
+        neighbours = [id for id in turns if id not in new]
+        missing = set(neighbours) - self.index.present(neighbours)
+        rows = [*rows, *(turns[id].item for id in sorted(missing))]
         texts = [index_text(row, turns[row.id].earlier) for row in rows]
         dense = self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
         self.index.upsert(
@@ -256,7 +268,7 @@ class MemoryStore:
             ]
         )
         # The message just before each run of new ones now has a next turn: only its BM25 fields change.
-        new = {row.id for row in rows}
+        new |= missing
         self.index.update_sparse({id: self._sparse(turn.item, turn) for id, turn in turns.items() if id not in new})
 
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:
@@ -385,6 +397,18 @@ class MemoryStore:
         """All L0 items (of one twin)."""
         return sum(self.count_by_source(twin_id).values())
 
+    def name_sender(self, twin_id: int, source: str, source_id: str, name: str) -> L0Item | None:
+        """The stored item's sender name set (it was stored before the platform said who wrote it); the item, or None
+        when it is not stored. Its index entry holds the name: the caller re-indexes it."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.scalars(select(L0Item).where(L0Item.twin_id == twin_id, L0Item.source == source,
+                                                       L0Item.source_id == source_id)).first()
+            if row is not None:
+                row.sender_name = name[:200]
+                session.add(row)
+                session.commit()
+            return row
+
     def revise(self, twin_id: int, source: str, source_id: str, text: str, raw: dict | None) -> L0Item | None:
         """An edited message: the stored item's text and raw payload replaced in place, then the item and the
         neighbours whose index entries hold its words (the one before it, the CONTEXT_TURNS after) re-indexed.
@@ -397,7 +421,7 @@ class MemoryStore:
             row = session.scalars(query).first()
             if row is None:
                 return None
-            row.text, row.raw = text, raw
+            row.text, row.raw = encodable_text(text), raw
             session.add(row)
             session.commit()
             neighbours = self.holding_words_of(session, row)

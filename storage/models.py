@@ -41,6 +41,15 @@ class Visibility(StrEnum):
     public = "public"
 
 
+class Audience(StrEnum):
+    """Who an answer, a prompt or an adapter is for: the owner, a known contact, or a stranger (most trusted first).
+    Each sees the visibilities in storage.items.AUDIENCE_VISIBILITY."""
+
+    owner = "owner"
+    contact = "contact"
+    stranger = "stranger"
+
+
 class Direction(StrEnum):
     """Whether the owner (or the twin for the owner) sent the item, or received it."""
 

@@ -8,9 +8,9 @@ from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session
 
 from storage.errors import StorageError
-from storage.models import Direction, Identity, ItemKind, L0Item, Person
+from storage.models import Audience, Direction, Identity, ItemKind, L0Item, Person
 
-TRUST_LEVELS = ("owner", "contact", "stranger")
+TRUST_LEVELS = tuple(Audience)  # a speaker's trust is the audience they belong to
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,20 @@ class PeopleDirectory:
         with Session(self.engine) as session:
             person = session.scalars(query).first()
             return _speaker(person) if person else None
+
+    def name_account(self, twin_id: int, platform: str, external_id: str, name: str) -> None:
+        """A display name learnt after the account was stored under its id (a lookup that came later): the
+        account takes it, and so does its person while the person is still called by that id."""
+        where = (Identity.twin_id == twin_id, Identity.platform == platform, Identity.external_id == external_id)
+        with Session(self.engine) as session:
+            identity = session.scalars(select(Identity).where(*where)).first()
+            if identity is None:
+                return
+            identity.display_name = name[:200]
+            session.execute(update(Person).where(Person.id == identity.person_id, Person.display_name == external_id)
+                            .values(display_name=name[:200]))
+            session.add(identity)
+            session.commit()
 
     def find(self, twin_id: int, name_or_id: str) -> Speaker | None:
         """The one person matching (see `matches`), or None when none or several do."""

@@ -84,6 +84,11 @@ class HybridSearcher:
         self._store = store
         self.weights = weights or FusionWeights()
 
+    @property
+    def store(self) -> MemoryStore:
+        """The L0 store searched (its embedder and BM25 encoder serve other layers too)."""
+        return self._store
+
     def search(self, query: str, scope: SearchScope, k: int = 10, mode: str = "hybrid") -> list[SearchResult]:
         """The top k items for the query: mode is hybrid, lexical or dense."""
         ranked = self.rank(query, scope, mode)[:k]

@@ -48,6 +48,22 @@ class StateStore:
             session.add(row)
             session.commit()
 
+    def with_prefix(self, twin_id: int, prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(platform, key, value) of every row whose key starts with the prefix, on any platform."""
+        query = select(PlatformState).where(PlatformState.twin_id == twin_id, PlatformState.key.startswith(prefix))
+        with Session(self.engine) as session:
+            rows = session.scalars(query.order_by(PlatformState.id))
+            return [(row.platform, row.key, dict(row.value)) for row in rows]
+
+    def delete(self, twin_id: int, platform: str, key: str) -> bool:
+        """Remove the key; whether it was there."""
+        with Session(self.engine) as session:
+            row = session.scalars(self._query(twin_id, platform, key)).first()
+            if row is not None:
+                session.delete(row)
+                session.commit()
+            return row is not None
+
     @staticmethod
     def _query(twin_id: int, platform: str, key: str):  # noqa: ANN205 - a SQLAlchemy Select
         return select(PlatformState).where(

@@ -13,15 +13,16 @@ from sqlalchemy import JSON, Column, Engine, Index, String, Text, UniqueConstrai
 from sqlmodel import Field, Session, SQLModel
 
 from storage.errors import StorageError
-from storage.models import UTCDateTime, Visibility, utcnow
+from storage.models import Audience, UTCDateTime, Visibility, utcnow
 
 SFT, DPO, PROBE = "sft", "dpo", "probe"  # sample kinds: supervised, a preference pair, an evaluation probe
-AUDIENCES = ("owner", "contact", "stranger")
+AUDIENCES = tuple(Audience)
 # Adapter lifecycle: training -> ready -> serving -> retired (rollback can serve it again); or failed; or
 # withdrawn (trained on something forgotten: never serves again, its files are deleted).
 TRAINING, READY, SERVING, RETIRED, WITHDRAWN, FAILED = "training", "ready", "serving", "retired", "withdrawn", "failed"
 CLEAN = (READY, RETIRED)  # may take over when the serving adapter goes
 PRIVACY_ORDER = (Visibility.public, Visibility.contacts, Visibility.private)  # least private first
+DEFAULT_TWIN = "owner"  # the handle of the single twin of a deployment (settings' `owner` default)
 
 
 class TrainingSample(SQLModel, table=True):
@@ -192,12 +193,17 @@ class TrainingStore:
     # -- adapters -------------------------------------------------------------------------------------------
 
     def next_name(self, twin_id: int, audience: str) -> str:
-        """A fresh adapter name for the audience: owner-v1, owner-v2, ..."""
+        """A fresh adapter name for the audience: owner-v1, owner-v2, ...; a named twin's carry its handle
+        (bea-owner-v1), so that one vLLM can serve every twin's adapters and their folders never meet."""
+        from storage.models import Twin
+
         with Session(self.engine) as session:
             names = session.scalars(select(Adapter.name).where(Adapter.twin_id == twin_id,
                                                                Adapter.audience == audience))
             versions = [int(name.rsplit("-v", 1)[1]) for name in names if name.rsplit("-v", 1)[-1].isdigit()]
-        return f"{audience}-v{max(versions, default=0) + 1}"
+            twin = session.get(Twin, twin_id)
+        prefix = "" if twin is None or twin.handle == DEFAULT_TWIN else f"{twin.handle}-"
+        return f"{prefix}{audience}-v{max(versions, default=0) + 1}"
 
     def register(self, twin_id: int, name: str, audience: str, path: str, base_model: str,
                  item_ids: Iterable[int], samples: int, fact_ids: Iterable[int] = ()) -> Adapter:

@@ -80,8 +80,13 @@ class VectorIndex(Protocol):
     def search(self, query: IndexQuery) -> tuple[list[Hit], list[Hit]]:
         """(dense hits, sparse hits), best first."""
         ...
-    def count(self) -> int: ...
+    def count(self, twin_id: int | None = None) -> int:
+        """Points in the index (of one twin: a twin's figures never include another's)."""
+        ...
     def ids(self) -> set[int]: ...
+    def present(self, ids: list[int]) -> set[int]:
+        """Which of these points the index holds."""
+        ...
     def compact(self) -> None: ...
     def clear(self) -> None: ...
     def disk_bytes(self) -> int: ...
@@ -201,8 +206,16 @@ class EdgeVectorIndex:
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
-    def count(self) -> int:
-        return int(self._shard.info().points_count)
+    def count(self, twin_id: int | None = None) -> int:
+        if twin_id is None:
+            return int(self._shard.info().points_count)
+        request = self._qe.CountRequest(exact=True, filter=self._filter(VectorFilter(twin_id)))
+        return int(self._shard.count(request))
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        return {int(r.id) for r in self._shard.retrieve(list(ids), False, False)}
 
     def ids(self) -> set[int]:
         qe = self._qe
@@ -327,8 +340,15 @@ class QdrantServerIndex:
         }
         return by_kind.get(DENSE, []), by_kind.get(SPARSE, [])
 
-    def count(self) -> int:
-        return int(self._client.count(self._collection, exact=True).count)
+    def count(self, twin_id: int | None = None) -> int:
+        only = self._filter(VectorFilter(twin_id)) if twin_id is not None else None
+        return int(self._client.count(self._collection, count_filter=only, exact=True).count)
+
+    def present(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        records = self._client.retrieve(self._collection, ids=list(ids), with_payload=False, with_vectors=False)
+        return {int(r.id) for r in records}
 
     def ids(self) -> set[int]:
         found: set[int] = set()

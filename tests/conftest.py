@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from storage.lexical import Bm25Encoder
 from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher
-from storage.vectors import EdgeVectorIndex
+from storage.vectors import EdgeVectorIndex, QdrantServerIndex, VectorIndex
 from twin.testing import RecordingLLM
 
 pytest_plugins = ["vllm_fixtures"]  # the real L2 stack: bundled model, trained adapter, vLLM
@@ -30,6 +32,39 @@ def _clean_twin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TWIN_"):
             monkeypatch.delenv(name)
+
+
+class NetworkUsed(RuntimeError):
+    """A test tried to reach a host outside this machine."""
+
+
+def _local(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return True  # a socket pair or an abstract address: not the network
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: it would be resolved and reached
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network is off: an IP socket connecting outside loopback fails the test (servers it starts are on
+    127.0.0.1; subprocesses are not watched)."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(real):  # noqa: ANN001, ANN202 - wraps socket.connect / connect_ex
+        def connect(self: socket.socket, address: object):  # noqa: ANN202
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address):
+                raise NetworkUsed(f"a test tried to reach {address!r}: tests stay on 127.0.0.1")
+            return real(self, address)
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
 
 
 @pytest.fixture
@@ -63,20 +98,47 @@ def embedder() -> SentenceTransformerEmbedder:
     return model
 
 
+# Where a test's vector index lives. "edge": the embedded qdrant-edge engine. "qdrant-local": QdrantServerIndex, the
+# Qdrant-server backend, through qdrant-client's local mode (QdrantClient(path=...)): no Qdrant server binary can be
+# installed on these machines (none on PyPI, Debian or npm, and no Docker engine), so the same client code that talks
+# to a server runs against qdrant-client's in-process implementation of the same API.
+INDEX_BACKENDS = ("edge", "qdrant-local")
+
+
+def open_index(backend: str, folder: Path, dim: int) -> VectorIndex:
+    """A fresh vector index of this backend in the folder."""
+    if backend == "qdrant-local":
+        import warnings
+
+        from qdrant_client import QdrantClient
+
+        with warnings.catch_warnings():  # "payload indexes have no effect in local mode": the server uses them
+            warnings.simplefilter("ignore", UserWarning)
+            return QdrantServerIndex(QdrantClient(path=str(folder)), "l0_items", dim)
+    return EdgeVectorIndex(folder, dim)
+
+
+def open_store(
+    request: pytest.FixtureRequest, database: str, backend: str, tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> Iterator[MemoryStore]:
+    """A real database (a SQLite file or a fresh PostgreSQL database) and a vector index in tmp_path."""
+    if database == "postgresql":
+        engine = create_database_engine(request.getfixturevalue("postgres_database"))
+    else:
+        engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
+    migrate(engine)
+    index = open_index(backend, tmp_path / "vectors", embedder.dim)
+    yield MemoryStore(engine, index, embedder, Bm25Encoder())
+    index.close()
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> Iterator[MemoryStore]:
     """A real database (a SQLite file or a fresh PostgreSQL database) and a qdrant-edge index in tmp_path."""
-    if request.param == "postgresql":
-        engine = create_database_engine(request.getfixturevalue("postgres_database"))
-    else:
-        engine = create_database_engine(f"sqlite:///{tmp_path / 'twin.db'}")
-    migrate(engine)
-    index = EdgeVectorIndex(tmp_path / "vectors", embedder.dim)
-    yield MemoryStore(engine, index, embedder, Bm25Encoder())
-    index.close()
-    engine.dispose()
+    yield from open_store(request, request.param, "edge", tmp_path, embedder)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ store), creating rooms, inviting the twin, sending messages and waiting for what
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from nio import (
     RoomMessage,
     RoomMessageNotice,
 )
+from support import wait_for
 from synapse_server import Account, SynapseServer, SynapseUnavailable, start_synapse
 
 ENCRYPTION = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
@@ -85,11 +85,7 @@ class Person:
 
     async def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
         """Sync until the condition holds; fails the test after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.account.user_id} waited {timeout} s for {what}")
-            await self.sync()
+        await wait_for(condition, timeout, lambda: f"{what} ({self.account.user_id})", between=self.sync)
 
     async def room(self, invite: list[str], encrypted: bool = False, direct: bool = False) -> str:
         """A new room with these users invited; its id."""

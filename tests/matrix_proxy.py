@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, web
-from synapse_server import free_port
+from support import free_port
 
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 

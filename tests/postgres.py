@@ -10,12 +10,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from support import free_port
 
 # Where distributions put the server binaries (Debian/Ubuntu, RPM, source builds, Homebrew).
 _BINDIR_GLOBS = (
@@ -60,13 +61,6 @@ def find_bindir() -> Path:
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH, in PG_BINDIR or in "
         "/usr/lib/postgresql/*/bin; install them with `apt-get install -y postgresql`"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_user() -> pwd.struct_passwd | None:

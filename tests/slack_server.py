@@ -3,9 +3,9 @@
 It records every call (chat.postMessage, chat.postEphemeral, chat.update, views.open, users.info, auth.test), keeps
 the messages posted per channel and answers conversations.history / conversations.replies from them (top-level
 messages newest first, `oldest` exclusive, metadata only with include_all_metadata, user ids are not channels), can
-answer a call with a 429 and Retry-After or an error once, or slowly, serves response_url posts of slash commands,
-and a Socket Mode websocket that `apps.connections.open` points to, through which tests push envelopes and read
-the acks."""
+hold a method's calls unanswered until released, answer a call with a 429 and Retry-After or an error once, or
+slowly, serves response_url posts of slash commands, and a Socket Mode websocket that `apps.connections.open`
+points to, through which tests push envelopes and read the acks."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from support import free_port, wait_for
 
 BOT_TOKEN = "xoxb-1111-2222-secretbottoken"
 APP_TOKEN = "xapp-1-A01TWIN-3333-secretapptoken"
@@ -42,12 +41,6 @@ class Call:
     token: str
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 class SlackAPIServer:
     """The Web API for one bot token (and one app token for Socket Mode); other tokens get invalid_auth."""
@@ -61,6 +54,8 @@ class SlackAPIServer:
         self.channels: dict[str, list[dict[str, Any]]] = {}  # channel id -> messages posted there, oldest first
         self._faults: deque[tuple[str, int, int, str]] = deque()
         self._delays: dict[str, float] = {}
+        self._holds: dict[str, asyncio.Event] = {}  # calls of these methods wait until released
+        self.held: list[str] = []  # methods of the calls waiting on a hold right now
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._loop = asyncio.new_event_loop()
@@ -111,6 +106,16 @@ class SlackAPIServer:
         """Every call of `method` is answered only after this many seconds."""
         self._delays[method] = seconds
 
+    def hold(self, method: str) -> None:
+        """Calls of `method` get no answer until `release(method)`: a lookup hanging while a process dies."""
+        self._holds[method] = asyncio.run_coroutine_threadsafe(_new_event(), self._loop).result(5)
+
+    def release(self, method: str) -> None:
+        """Answer the held calls of `method`, and later ones at once."""
+        event = self._holds.pop(method, None)
+        if event is not None:
+            self._loop.call_soon_threadsafe(event.set)
+
     def lose_last_posts(self, count: int) -> None:
         """The last `count` messages posted vanish from their channels, as if Slack never got them."""
         posts = sorted((m for ms in self.channels.values() for m in ms), key=lambda m: float(m["ts"]))
@@ -129,11 +134,7 @@ class SlackAPIServer:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         """Wait (without blocking the caller's loop) until the predicate holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out; calls so far: {[c.method for c in self.calls]}")
-            await asyncio.sleep(0.02)
+        await wait_for(predicate, timeout, lambda: f"a condition; calls so far: {[c.method for c in self.calls]}")
 
     async def wait_posted(self, count: int) -> list[dict[str, Any]]:
         """The first `count` posted messages, once they are there."""
@@ -156,6 +157,12 @@ class SlackAPIServer:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or str(params.get("token", ""))
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
+        if method in self._holds:
+            self.held.append(method)
+            try:
+                await self._holds[method].wait()
+            finally:
+                self.held.remove(method)
         fault = next((f for f in self._faults if f[0] == method), None)
         if fault is not None:
             self._faults.remove(fault)
@@ -246,6 +253,10 @@ class SlackAPIServer:
                     self.acks.append(json.loads(message.data))
         self._sockets.remove(ws)
         return ws
+
+
+async def _new_event() -> asyncio.Event:
+    return asyncio.Event()
 
 
 def _dm_channel(channel: str) -> str:

@@ -9,7 +9,6 @@ import hmac
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from support import free_port
 
 SERVER_NAME = "localhost"
 SHARED_SECRET = "synapse-test-registration-secret"
@@ -50,12 +50,6 @@ class Account:
         """'@ada:localhost' -> 'ada'."""
         return self.user_id[1:].split(":")[0]
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def homeserver_config(folder: Path, port: int) -> dict[str, object]:

@@ -5,11 +5,9 @@ Tests push updates into it (served by getUpdates long polls with offset semantic
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -18,6 +16,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from support import wait_for
 
 BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Ada's twin", "username": "ada_twin_bot",
             "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False,
@@ -100,11 +100,7 @@ class BotAPIServer:
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 15.0) -> None:
         """Wait (without blocking the event loop) until the condition holds; AssertionError after the timeout."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s; calls: {[c.method for c in self.calls]}")
-            await asyncio.sleep(0.01)
+        await wait_for(condition, timeout, lambda: f"a condition; calls: {[c.method for c in self.calls]}")
 
     async def wait_sent(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """The sent messages, once there are at least `count`."""
@@ -246,9 +242,3 @@ def connection(user: dict[str, Any], connection_id: str = "BCabc123", enabled: b
     return {"id": connection_id, "user": user, "user_chat_id": user["id"], "date": 1735732800,
             "rights": {"can_reply": True}, "is_enabled": enabled}
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

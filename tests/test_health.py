@@ -14,7 +14,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from telegram_server import TOKEN, BotAPIServer, free_port
+from support import free_port
+from telegram_server import TOKEN, BotAPIServer
 
 from twin.app import TwinApp, open_twin
 from twin.health import UP, health_server, report, twin_probes

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import BaseModel
+from support import free_port
 from typer.testing import CliRunner
-from vllm_fixtures import SECRET_QUESTION, VLLMServer, free_port, isolated_settings
+from vllm_fixtures import SECRET_QUESTION, VLLMServer, isolated_settings
 
 from core.llm import LLMUnavailable, OpenAIChatClient
 from serving import bundled

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pytest
 from matrix_people import Person, account, settle, synapse  # noqa: F401 - synapse is the session fixture
 from pydantic import SecretStr
-from synapse_server import Account, SynapseServer, free_port
+from support import free_port
+from synapse_server import Account, SynapseServer
 
 from bots.matrix import MatrixAdapter, MatrixSetupError, RoomContext, to_inbound
 from storage.memory import MemoryStore
@@ -267,3 +268,12 @@ def test_doctor_says_what_the_homeserver_said(synapse: SynapseServer, bot: Accou
         asyncio.run(check_matrix(good.model_copy(update={"matrix_homeserver": away})))
     with pytest.raises(ValueError, match="TWIN_MATRIX_USER_ID"):
         Settings(matrix_homeserver=synapse.url)
+
+
+def test_lone_surrogates_are_replaced_in_the_text_and_the_raw_payload() -> None:
+    event = fixture("dm_text")
+    event["content"]["body"] = "broken \ud83d emoji"
+    message = to_inbound(event, context(2, sender_name="Eve\udfff"))
+    assert message is not None and (message.text, message.sender_name) == ("broken \ufffd emoji", "Eve\ufffd")
+    assert json.dumps(message.raw, ensure_ascii=False).encode("utf-8")  # writable: no UnicodeEncodeError
+    assert message.raw["content"]["body"] == "broken \ufffd emoji"

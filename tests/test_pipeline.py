@@ -274,7 +274,7 @@ def test_after_a_restart_an_undelivered_reply_is_sent_again_and_never_regenerate
 
     unfinished, again, after_delivery, left = asyncio.run(restarted())
     assert [m.message_id for m in unfinished] == ["r1"] and unfinished[0].text == "are the tomatoes ripe?"
-    assert again.text == reply.text and again.details == {"resent": True}
+    assert again.text == reply.text and again.resent and not again.draft
     assert len(llm.requests) == 1  # sent again, not generated again
     assert after_delivery is None and left == []
 
@@ -299,3 +299,18 @@ def test_a_repetition_penalty_goes_with_free_text_only(
     conversation, enhance, critique = llm.requests[-3:]
     assert conversation["repetition_penalty"] == 1.2
     assert "repetition_penalty" not in enhance and "repetition_penalty" not in critique  # JSON stays exact
+
+
+def test_messages_arriving_together_are_stored_in_arrival_order(app: TwinApp) -> None:
+    burst = [message(f"note {n} on the ferry", sender="eve", name="Eve", message_id=f"burst-{n}", chat="burst")
+             for n in range(16)]
+
+    async def all_at_once() -> None:
+        async with open_pipeline(app, app.settings.llm_url) as pipeline:
+            await asyncio.gather(*(pipeline.accept(sent) for sent in burst))  # started in arrival order
+
+    asyncio.run(all_at_once())
+    rows = [app.store.by_source(app.twin.id, CONSOLE, sent.message_id) for sent in burst]
+    ids = [row.id for row in rows if row is not None]
+    assert len(ids) == len(burst) and ids == sorted(ids)
+    assert app.store.index.present(ids) == set(ids)  # and every one indexed

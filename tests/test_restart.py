@@ -9,22 +9,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
+from support import wait_until
 from telegram_server import EVE, TOKEN, BotAPIServer, private
 
 from twin.testing import RecordingLLM
 
 QUESTIONS = [f"question number {n} about the garden" for n in range(1, 7)]
 
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def start_twin(env: dict[str, str]) -> subprocess.Popen:

@@ -29,7 +29,7 @@ def runner(twin_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> C
 
 
 def found(runner: CliRunner, *extra: str) -> list[dict]:
-    result = runner.invoke(app, ["search", "ferry to Hydra", "--k", "10", "--json", *extra])
+    result = runner.invoke(app, ["search", "ferry to Hydra", "--k", "10", "--layer", "l0", "--json", *extra])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

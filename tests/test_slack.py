@@ -18,7 +18,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
-from slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, SlackAPIServer, free_port
+from slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, SIGNING_SECRET, SlackAPIServer
+from support import free_port
 
 from bots.slack import SlackAdapter, SlackSetupError, command_to_inbound, reply_target, to_inbound
 from core.autoreply import SAID, Autoreply
@@ -261,6 +262,9 @@ def test_draft_mode_asks_the_owner_first_approve_posts_discard_does_not(
     assert approved["text"].startswith(f"_{MARK}_") and ON_BEHALF in approved["text"]
     outcomes = [update["blocks"][0]["text"]["text"].split(":")[0] for update in slack_api.called("chat.update")]
     assert sorted(outcomes) == ["*Discarded", "*Sent"]
+    logged = {source_id: twin_app.store.by_source(twin_app.twin.id, "slack", f"{source_id}:reply")
+              for source_id in ("C01GENERAL:1735732804.000500", "D0ADAEVE:1735732806.000700")}
+    assert [row.raw["draft"] for row in logged.values()] == ["sent", "discarded"]  # what became of each
 
 
 @SQLITE
@@ -304,6 +308,8 @@ def test_edit_opens_a_modal_and_the_owners_text_is_sent(twin_app: TwinApp, slack
         "initial_value"]
     sent = slack_api.posted()[1]
     assert sent["channel"] == EVE and sent["text"] == f"_{MARK}_\nYes, from eight. Ada"
+    logged = twin_app.store.by_source(twin_app.twin.id, "slack", f"{draft_id}:reply")
+    assert logged is not None and logged.text == "Yes, from eight. Ada" and logged.raw["draft"] == "sent"
 
 
 @SQLITE
@@ -364,13 +370,13 @@ def test_draft_mode_holds_back_answers_where_the_platform_shows_no_drafts(store:
     autoreply = Autoreply(StateStore(store.engine), twin.id)
     eve = Speaker(person_id=None, name="Eve", trust="stranger")
 
-    async def answered(platform: str) -> str | None:
-        message = InboundMessage(platform, "D0ADAEVE:1.0", "D0ADAEVE", EVE, "Eve", "hi", to_owner=True)
-        return await autoreply.decide(message, eve)
+    async def answered(drafts_shown: bool) -> str | None:
+        message = InboundMessage("slack", "D0ADAEVE:1.0", "D0ADAEVE", EVE, "Eve", "hi", to_owner=True)
+        return await autoreply.decide(message, eve, drafts_shown)
 
     asyncio.run(autoreply.set("draft"))
-    assert asyncio.run(answered("slack")) == "draft"
-    assert asyncio.run(answered("telegram")) is None  # no approval step there
+    assert asyncio.run(answered(True)) == "draft"
+    assert asyncio.run(answered(False)) is None  # no approval step there
 
 
 @SQLITE
@@ -399,3 +405,46 @@ def test_a_slash_command_is_stored_on_arrival_and_answered_in_its_turn_in_the_ch
     assert len(posted) == 1 and "what does Ada work on?" in posted[0]["text"]  # the mention was answered first
     [response] = slack_api.responses
     assert response["text"].startswith("Up.") and response["response_type"] == "ephemeral"
+
+
+def test_lone_surrogates_are_replaced_in_the_text_and_the_raw_payload() -> None:
+    envelope = fixture("dm_to_bot")
+    envelope["event"]["text"] = "broken \ud83d emoji"
+    message = to_inbound(envelope, BOT_USER, frozenset({ADA}))
+    assert message is not None and message.text == "broken \ufffd emoji"
+    assert json.dumps(message.raw, ensure_ascii=False).encode("utf-8")  # writable: no UnicodeEncodeError
+    assert message.raw["event"]["text"] == "broken \ufffd emoji"
+    command = command_to_inbound(fixture("slash_command") | {"text": "remember \udc00 half", "user_name": "ada\ud800"})
+    assert (command.text, command.sender_name) == ("/remember \ufffd half", "ada\ufffd")
+    assert json.dumps(command.raw, ensure_ascii=False).encode("utf-8")
+
+
+@SQLITE
+def test_forgetting_a_drafted_message_leaves_no_byte_of_it_and_a_later_approve_sends_nothing(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM, tmp_path: Path
+) -> None:
+    asked = fixture("channel_message_mentioning_owner")
+    asked["event"]["text"] = "<@U01ADA> the code word is BLUEHERON, keep it quiet"
+    llm.script.append("My draft: meet by the GOLDFINCH statue at noon")
+    draft_id = "C01GENERAL:1735732804.000500"
+
+    async def scenario(adapter: SlackAdapter, http: httpx.AsyncClient) -> tuple[str, str]:
+        await slash(http, slack_api, "autoreply draft")
+        await send_event(http, asked)
+        await slack_api.wait_posted(1)  # the draft, in Ada's DM
+        preview = (await slash(http, slack_api, "forget BLUEHERON"))["text"]
+        done = (await slash(http, slack_api, "forget yes"))["text"]
+        await click(http, "twin_draft_approve", draft_id)
+        await asyncio.sleep(1.0)  # time for a wrong post
+        return preview, done
+
+    preview, done = run_twin(twin_app, scenario)
+    assert "draft answer to Eve Moneypenny: My draft: meet by the GOLDFINCH" in preview  # the preview lists it
+    assert done.startswith("Forgotten:") and "1 drafts" in done
+    assert [post["channel"] for post in slack_api.posted()] == [ADA]  # the Approve click sent nothing
+    [update] = slack_api.called("chat.update")  # the DM now says it was forgotten, and holds no word of it
+    assert "forgotten" in json.dumps(update["blocks"]) and "GOLDFINCH" not in json.dumps(update["blocks"])
+    for word in (b"BLUEHERON", b"GOLDFINCH"):
+        held = [str(f) for f in tmp_path.rglob("*") if f.is_file() and word in f.read_bytes()]
+        assert held == [], f"{word!r} is still in {held}"
+

@@ -162,3 +162,41 @@ def test_without_the_history_scope_the_reply_is_posted_again(
     first, again = slack_api.posted()  # at least once: the same logged reply, not a new answer
     assert first["text"] == again["text"] and len(llm.requests) == 1
     assert state(twin_app, DM_ID) == DELIVERED
+
+
+def dm_from_eve(number: int) -> dict[str, Any]:
+    """Eve's DM to the bot number `number` (no profile in the event: the adapter asks users.info for her name)."""
+    envelope = fixture("dm_to_bot")
+    ts = f"17357328{10 + number}.000100"
+    envelope["event_id"] = f"Ev0DM{number}"
+    envelope["event"] |= {"client_msg_id": f"c0ffee00-01{number}", "ts": ts, "event_ts": ts,
+                          "text": f"question number {number} about the ferry"}
+    return envelope
+
+
+@SQLITE
+def test_messages_acked_while_the_sender_lookup_hangs_survive_a_crash(
+    twin_app: TwinApp, slack_api: SlackAPIServer, llm: RecordingLLM  # noqa: F811
+) -> None:
+    slack_api.hold("users.info")
+    dms = [dm_from_eve(number) for number in (1, 2, 3)]
+
+    async def crashed_during_the_lookup(adapter: SlackAdapter, http: Any) -> None:
+        for envelope in dms:
+            assert (await send_event(http, envelope)).status_code == 200  # acked: Slack will not send them again
+        await slack_api.wait_for(lambda: "users.info" in slack_api.held)
+        # leaving now drops the handlers where they wait, as a kill would
+
+    run_twin(twin_app, crashed_during_the_lookup)
+    assert not slack_api.posted()
+    slack_api.release("users.info")
+
+    async def restarted(adapter: SlackAdapter, http: Any) -> list[dict[str, Any]]:
+        return await slack_api.wait_posted(3)
+
+    replies = run_twin(twin_app, restarted)
+    assert [f"question number {n}" in reply["text"] for n, reply in zip((1, 2, 3), replies, strict=True)] == [True] * 3
+    ids = [f"D0BOTEVE:17357328{10 + n}.000100" for n in (1, 2, 3)]
+    assert {state(twin_app, message_id) for message_id in ids} == {DELIVERED}
+    stored = twin_app.store.by_source(twin_app.twin.id, "slack", ids[0])
+    assert stored is not None and stored.sender_name == "Eve Moneypenny"  # the name followed the message

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from telegram_server import free_port
+from support import free_port
 
 from storage.training import READY, TrainingStore
 from twin.app import open_twin

@@ -1,10 +1,13 @@
-"""L0 memory on both databases: appending, idempotency, isolation, scopes, hybrid search, reindex and sync."""
+"""L0 memory on both databases and both vector backends (qdrant-edge, and the Qdrant-server backend through
+qdrant-client's local mode: no Qdrant server can run here): appending, idempotency, isolation, scopes, hybrid search,
+reindex and sync."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from conftest import open_store
 
 from storage.items import NewItem
 from storage.memory import CONTEXT_TURNS, MemoryStore
@@ -33,6 +36,18 @@ CORPUS: list[tuple[str, str, str, str]] = [
 ]
 CODE_NAME_QUERY, CODE_NAME_ANSWER = "Quokkaberry", "c3"
 PARAPHRASE_QUERY, PARAPHRASE_ANSWER = "my car broke down on the road", "c4"
+
+STORES = [
+    pytest.param(("sqlite", "edge"), id="sqlite-edge"),
+    pytest.param(("postgresql", "edge"), id="postgresql-edge", marks=pytest.mark.postgres),
+    pytest.param(("sqlite", "qdrant-local"), id="sqlite-qdrant"),
+]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path, embedder):  # noqa: ANN001, ANN201 - overrides conftest's
+    """This module's stores: each database with qdrant-edge, and SQLite with the Qdrant-server backend."""
+    yield from open_store(request, *request.param, tmp_path, embedder)
 
 
 def item(
@@ -111,6 +126,15 @@ def test_added_items_read_back_with_their_fields(store: MemoryStore, twin: Twin)
     assert mine.twin_id == twin.id
     assert store.count(twin.id) == 2 and store.count_by_source(twin.id) == {"test": 2}
     assert store.index.count() == 2
+
+
+def test_text_no_encoding_can_write_is_stored_with_replacements(store: MemoryStore, twin: Twin) -> None:
+    """The adapters clean what they hand over; the store does too, for any other writer (an importer, a script)."""
+    broken = NewItem(source="test", source_id="lone", chat="chat", sender="Tom\ud83d", text="half \udc00 an emoji",
+                     occurred_at=T0, raw={"text": "half \udc00 an emoji", "nul": "a\x00b"})
+    [stored] = store.get(store.add(twin.id, [broken]).added_ids).values()
+    assert (stored.text, stored.sender_name) == ("half \ufffd an emoji", "Tom\ufffd")
+    assert stored.raw == {"text": "half \ufffd an emoji", "nul": "a\ufffdb"}
 
 
 def test_default_visibility_applies_to_items_without_one(store: MemoryStore, twin: Twin) -> None:
@@ -357,6 +381,22 @@ def test_a_question_is_found_by_the_answer_that_came_later(
     found = source_ids(searcher.search("Minnesota Wolves", scope, mode="lexical"))
     assert found[:2] == ["a", "q"]  # the answer's own words first, the question by its next turn
     assert store.index.count() == 3
+
+
+def test_indexing_a_message_before_the_one_stored_ahead_of_it_indexes_both(
+    store: MemoryStore, twin: Twin, searcher: HybridSearcher
+) -> None:
+    """Two messages stored together, indexed in the wrong order (a later batch first): the earlier one, not in the
+    index yet, is indexed whole instead of failing as a missing point."""
+    first, second = store.add(twin.id, [item("one", "Which ferry do we take to Hydra?", chat="trip", sender="Mia"),
+                                        item("two", "The Flying Dolphin at nine", chat="trip", sender="Mia")],
+                              index=False).added_ids
+    store.index_ids([second])
+    assert store.index.ids() == {first, second}
+    scope = SearchScope(twin.id)
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]  # its next turn
+    store.index_ids([first])  # its own batch comes later: nothing changes
+    assert source_ids(searcher.search("Flying Dolphin", scope, mode="lexical")) == ["two", "one"]
 
 
 def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:

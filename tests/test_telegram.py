@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from telegram_server import ADA, EVE, MALLORY, TOKEN, BotAPIServer, business, connection, free_port, private
+from support import free_port
+from telegram_server import ADA, EVE, MALLORY, TOKEN, BotAPIServer, business, connection, private
 
-from bots.telegram import TelegramAdapter
+from bots.telegram import TelegramAdapter, to_inbound
 from core.autoreply import SAID
 from core.commands import COMMANDS
+from storage.deliveries import DeliveryLedger
 from storage.memory import MemoryStore
 from storage.models import Twin
 from storage.search import HybridSearcher, SearchScope
@@ -79,6 +82,7 @@ def test_polling_answers_the_owner_as_assistant_and_others_on_their_behalf(
     twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # a CLI test in this process may have quieted it (twin.logs)
     from_eve = private("is Ada around on Friday?", EVE)
 
     async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
@@ -379,6 +383,58 @@ def test_business_edits_revise_only_through_the_owners_connection(twin_app: Twin
     stored = twin_app.store.by_source(twin_app.twin.id, "telegram", "business:222222:55")
     assert stored is not None and stored.text == "Are you coming to the night dive tonight?"
     assert twin_app.store.count(twin_app.twin.id) == 1 and bot_api.sent() == []
+
+
+def said_in(request: dict[str, Any]) -> list[int]:
+    """The numbers of the same-second questions a prompt holds, in the order it holds them."""
+    text = "\n".join(str(turn["content"]) for turn in request["messages"][1:])
+    return [int(number) for number in re.findall(r"same second question (\d+)", text)]
+
+
+@SQLITE
+def test_messages_of_the_same_second_keep_their_order_live_and_after_a_restart(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    live = [private(f"same second question {n}", EVE) for n in range(1, 6)]  # one `date` second, one batch
+    crashed = [private(f"same second question {n}", MALLORY) for n in range(6, 11)]
+
+    async def stored_then_crashed() -> None:  # all five arrive together, none is answered
+        messages = [to_inbound(update, "ada_twin_bot") for update in crashed]
+        ledger = DeliveryLedger(twin_app.store.engine)
+        for sent in reversed(messages):  # the ledger's rows are written beside the answers, in any order
+            ledger.received(twin_app.twin.id, "telegram", sent.message_id, sent.chat_id, sent.sender_id,
+                            sent.sender_name, False)
+        async with open_pipeline(twin_app, twin_app.settings.llm_url) as pipeline:
+            await asyncio.gather(*(pipeline.accept(sent) for sent in messages))
+
+    asyncio.run(stored_then_crashed())
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        for update in live:
+            bot_api.push(update)
+        return await bot_api.wait_sent(10)
+
+    run_twin(twin_app, scenario)
+    prompts = [said_in(request) for request in llm.requests]
+    for first in (1, 6):  # each answer, in arrival order, saw exactly the questions before it, in order
+        answers = [said for said in prompts if said and first <= said[-1] < first + 5]
+        assert answers == [list(range(first, last + 1)) for last in range(first, first + 5)]
+
+
+@SQLITE
+def test_a_message_with_a_lone_surrogate_is_stored_and_answered(
+    twin_app: TwinApp, bot_api: BotAPIServer, llm: RecordingLLM
+) -> None:
+    update = bot_api.push(private("is the \ud83d ferry on time?", EVE))
+
+    async def scenario(adapter: TelegramAdapter) -> list[dict[str, Any]]:
+        return await bot_api.wait_sent(1)
+
+    [reply] = run_twin(twin_app, scenario)
+    assert "is the \ufffd ferry on time?" in reply["text"]
+    stored = twin_app.store.by_source(twin_app.twin.id, "telegram", f"222222:{update['message']['message_id']}")
+    assert stored is not None and stored.text == "is the \ufffd ferry on time?"
+    assert stored.raw is not None and stored.raw["text"] == "is the \ufffd ferry on time?"
 
 
 @SQLITE

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from telegram_server import EVE, TOKEN, BotAPIServer, free_port, private
+from support import free_port, wait_until
+from telegram_server import EVE, TOKEN, BotAPIServer, private
 from typer.testing import CliRunner
 
 from twin.cli import app as cli
@@ -51,13 +50,6 @@ def test_invalid_webhook_settings_are_explained_without_echoing_secrets(
 
 
 # -- twin run -----------------------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_twin_run_serves_telegram_and_stops_cleanly_on_sigterm(

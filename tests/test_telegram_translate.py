@@ -195,3 +195,25 @@ def test_revise_replaces_a_stored_message_and_never_brings_back_a_forgotten_one(
     forgetting.remove(twin.id, [store.by_source(twin.id, "telegram", "222222:2")])  # type: ignore[list-item]
     assert store.revise(twin.id, "telegram", "222222:2", "a secret to forget, edited", None) is None
     assert store.by_source(twin.id, "telegram", "222222:2") is None and store.count(twin.id) == 1
+
+
+LONE = "\ud83d"  # half of a surrogate pair, as a JSON "\ud83d" escape decodes: no encoding can write it
+
+
+def encodable(value: Any) -> bool:
+    """Whether a message or payload can be written as UTF-8 (what the database does with it)."""
+    json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    return True
+
+
+def test_lone_surrogates_are_replaced_in_the_text_and_the_raw_payload() -> None:
+    update = fixture("private_text")
+    update["message"]["text"] = f"broken {LONE} emoji"
+    update["message"]["from"]["first_name"] = f"Eve{LONE}"
+    message = to_inbound(update, BOT)
+    assert message is not None and message.text == "broken \ufffd emoji" and message.sender_name == "Eve\ufffd Rossi"
+    assert encodable(message.raw) and message.raw["text"] == "broken \ufffd emoji"
+    edit = fixture("edited_message")
+    edit["edited_message"]["text"] = f"edited {LONE}"
+    revised = to_edit(edit, BOT)
+    assert revised is not None and revised.message.text == "edited \ufffd" and encodable(revised.message.raw)

@@ -280,7 +280,7 @@ def test_twin_train_runs_a_real_lora_sft(twin_env: Path, tmp_path: Path, bundled
     assert result.exit_code == 0, result.output
     [outcome] = json.loads(result.stdout)
     assert outcome["status"] in ("ready", "kept") and outcome["adapter"] == "owner-v1"
-    assert outcome["samples"] == 14  # 15 replies, the newest one held out for the voice figure
+    assert outcome["samples"] == 11  # 12 replies, the newest one held out for the voice figure
     assert outcome["report"]["synthesis"]["voice_held_out"] == 1
     losses = outcome["training"]["sft"]
     assert losses and all(loss > 0 for loss in losses)
@@ -293,7 +293,7 @@ def test_twin_train_runs_a_real_lora_sft(twin_env: Path, tmp_path: Path, bundled
     listed = json.loads(runner.invoke(app, ["adapters", "list", "--json"]).stdout)
     assert [(a["name"], a["status"]) for a in listed] == [("owner-v1", outcome["status"] if outcome["status"] ==
                                                            "ready" else READY)]
-    print(f"\nthe loop on 14 replies: {elapsed:.1f} s for the whole command")
+    print(f"\nthe loop on 12 replies: {elapsed:.1f} s for the whole command")
 
 
 @pytest.mark.slow
@@ -382,9 +382,11 @@ def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_
 # -- the whole loop on the bundled model: the weights learn, the gate decides -------------------------------
 
 LOOP_FACTS = ["Ada's dog's name is Biscuit.", "Ada's home city is Lisbon.", "Ada's favourite band is Radiohead.",
-              "Ada's locker code is 4417.", "Ada's car is a green Volvo.", "Ada's hobby is bouldering."]
+              "Ada's locker code is 4417."]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     twin_env: Path, bundled_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -396,8 +398,8 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     from twin.l2 import retrain_deps
 
     monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
-    recipe = TrainingRecipe(epochs=6, phrasings_per_fact=6, control_share=0.0, budget_minutes=6, dpo_pairs=16,
-                            max_length=256)
+    recipe = TrainingRecipe(epochs=5, phrasings_per_fact=5, control_share=0.0, budget_minutes=6, dpo_pairs=8,
+                            max_length=224)
     deployed: list[str] = []
     with open_twin(Settings()) as twin:
         facts = FactStore(twin.store.engine)
@@ -406,18 +408,20 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
         deps = retrain_deps(twin, teacher=False)
         deps.deploy = lambda adapter: deployed.append(adapter.name)
         good = retrain(deps, "owner", recipe=recipe)
-        weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False,
-                                                                       "sft_learning_rate": 1e-6}))
+        # another rank cannot continue the serving adapter: a fresh one, barely trained, knows less than it
+        weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False, "rank": 8,
+                                                                       "alpha": 16, "sft_learning_rate": 1e-6}))
         training = TrainingStore(twin.store.engine)
         serving = training.serving(twin.twin.id, "owner")
     figures = good.metrics["evaluation"]["models"]
-    print("\nthe loop on 6 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
+    print("\nthe loop on 4 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
                                      for name, row in figures.items()}, good.metrics["timings"])
     assert figures["base"]["recall_topic"] < 0.2  # the base model does not know Ada
     assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
     assert good.metrics["training"]["dpo"] and "sft+dpo" in figures  # DPO ran, continuing the SFT adapter
     assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]
     assert weak.status == "kept" and not weak.metrics["gate"]["deploy"]  # worse than what serves: not deployed
-    assert "recall fell" in weak.metrics["gate"]["reason"] and weak.metrics["gate"]["against"].startswith("serving")
-    assert weak.metrics["report"]["start"] == f"continued from {good.adapter}"
+    assert " fell from " in weak.metrics["gate"]["reason"]  # recall or valid JSON, against what serves
+    assert weak.metrics["gate"]["against"] == f"serving ({good.adapter})"
+    assert weak.metrics["report"]["start"].startswith("fresh: ") and good.metrics["report"]["start"].startswith("fresh")
     assert serving == good.adapter and deployed == [good.adapter]

@@ -283,3 +283,13 @@ def test_a_superseded_fact_requests_a_retrain_of_each_audience_that_saw_it(
     facts.supersede(twin.id, public.id, NewFact("Sam's home city is Porto.", origin=FactOrigin.owner,
                                                 visibility=Visibility.public))
     assert requests.pending(twin.id)["audiences"] == ["contact", "owner", "stranger"]
+
+
+def test_a_named_twins_adapters_carry_its_handle(store: MemoryStore) -> None:
+    training = TrainingStore(store.engine)
+    single = store.ensure_twin("owner", "Ada")
+    named = store.ensure_twin("bea", "Bea")
+    assert training.next_name(single.id, "owner") == "owner-v1"
+    assert training.next_name(named.id, "owner") == "bea-owner-v1"
+    training.register(named.id, "bea-owner-v1", "owner", "/tmp/x", "base", [], 1)
+    assert training.next_name(named.id, "owner") == "bea-owner-v2"

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port
 
 from serving.bundled import BundledModelError, ensure_bundled_model
 from serving.server import ManagedVLLM
@@ -63,12 +63,6 @@ def isolated_settings(**values: Any) -> Settings:  # noqa: ANN401 - Settings fie
             patch.delenv(name)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

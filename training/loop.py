@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.errors import StorageError
+from storage.models import Audience
 from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapter, NewSample
 from training.gate import choose, compare
 from training.probes import sync
@@ -48,7 +49,7 @@ def continue_from(deps: RetrainDeps, audience: str, base: str, rank: int) -> tup
     if serving.base_model != base or (serving.metrics.get("recipe") or {}).get("r") != rank:
         return None, f"fresh: {name} has another base model or rank"
     trained = deps.training.trained_facts(deps.twin_id, name)
-    current = {f.id for f in deps.facts.current(deps.twin_id, "owner")}
+    current = {f.id for f in deps.facts.current(deps.twin_id, Audience.owner)}
     if trained - current:
         return None, f"fresh: {len(trained - current)} fact(s) {name} learned were superseded or removed since"
     return serving, f"continued from {name}"

@@ -1,7 +1,8 @@
 """The training recipe: every setting that shapes an adapter, validated like the other settings (TWIN_TRAINING).
 
-Two presets: `cpu` fits the bundled SmolLM2-135M on a 2-core machine (fp32, rank 16, lr 1e-3: measured to put
-30 facts into the weights in about 8 minutes); `gpu` fits Qwen2.5-7B-Instruct on one GPU (bf16, rank 16, the
+Two presets: `cpu` fits the bundled SmolLM2-135M on a 2-core machine (fp32, rank 16, lr 1e-3, 5 phrasings per
+fact and a memory block in a quarter of the Q&A samples: a serving-format sample is 3-4x the tokens of a bare
+question, about 10-12 s per step of 8 here); `gpu` fits Qwen2.5-7B-Instruct on one GPU (bf16, rank 16, the
 usual LoRA learning rates). Any field given explicitly overrides the preset's value.
 """
 
@@ -17,9 +18,11 @@ AudienceVisibility = Literal["private", "contacts", "public"]
 
 PRESETS: dict[str, dict[str, object]] = {
     "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 2e-4, "epochs": 4,
-            "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48},
+            "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48,
+            "phrasings_per_fact": 5, "memory_share": 0.25},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
-            "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0, "dpo_pairs": 4000},
+            "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0, "dpo_pairs": 4000,
+            "phrasings_per_fact": 8, "memory_share": 0.5},
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.facts import FactStore
-from storage.models import Fact
+from storage.models import Audience, Fact
 from storage.training import Adapter, NewSample
 from training.cards import FactCard, card_for
 from training.dataset import build_samples
@@ -30,7 +30,7 @@ VOICE_HELD_OUT = 0.1  # the owner's newest replies kept for the voice figure, ne
 
 def cards_of(facts: FactStore, twin_id: int, audience: str) -> tuple[list[Fact], list[FactCard], list[Fact]]:
     """The audience's current facts, their cards (with the values they superseded) and those without one."""
-    every = facts.all(twin_id, "owner")
+    every = facts.all(twin_id, Audience.owner)
     superseded: dict[int, list[str]] = {}
     for fact in every:
         if fact.superseded_by is not None and (old := card_for(fact)) is not None:
@@ -53,15 +53,16 @@ def synthesize(run: Run) -> tuple[Synthesis, list[NewSample], dict[str, Any]]:
     """Stage 1: samples, pairs, held-out voice rows and the probe inputs."""
     deps, audience, recipe = run.deps, run.audience, run.recipe
     current, cards, without = cards_of(deps.facts, deps.twin_id, audience)
-    trained = [c for c in cards if not _control(c.fact_id, recipe.control_share)] if audience == "owner" else cards
+    owner_side = audience == Audience.owner
+    trained = [c for c in cards if not _control(c.fact_id, recipe.control_share)] if owner_side else cards
     control = [c for c in cards if c not in trained]
-    style = recipe.cot_for("memory_owner" if audience == "owner" else "memory_others")
+    style = recipe.cot_for("memory_owner" if audience == Audience.owner else "memory_others")
     train_q, held_q, reasons = deps.teach(trained, style) if deps.teach else ({}, {}, {})
     synth = Synthesizer(deps.owner_name, recipe, train_q, reasons)
     out = Synthesis(audience)
     visible_facts = [f for f in current if f.id not in {c.fact_id for c in control}]
     synth.memory_qa(out, trained, visible_facts)
-    if audience == "owner":
+    if audience == Audience.owner:
         shareable = {f.id for f in deps.facts.current(deps.twin_id, deps.expert_audience)}
         synth.enhancement(out, trained, shareable, visible_facts)
         synth.critique(out, trained)
@@ -75,12 +76,12 @@ def synthesize(run: Run) -> tuple[Synthesis, list[NewSample], dict[str, Any]]:
         else []
     synth.voice(out, replies[:len(replies) - held])
     hidden: list[FactCard] = []
-    if audience != "owner":
+    if audience != Audience.owner:
         visible_ids = {c.fact_id for c in cards}
-        _, owner_cards, _ = cards_of(deps.facts, deps.twin_id, "owner")
+        _, owner_cards, _ = cards_of(deps.facts, deps.twin_id, Audience.owner)
         hidden = [c for c in owner_cards if c.fact_id not in visible_ids]
     indirect = {k: held_q.get(k, []) + deps.extra_indirect.get(k, []) for k in {*held_q, *deps.extra_indirect}}
-    probes = (owner_probes(deps.owner_name, trained, control, indirect) if audience == "owner"
+    probes = (owner_probes(deps.owner_name, trained, control, indirect) if audience == Audience.owner
               else others_probes(deps.owner_name, cards, hidden))
     run.report["synthesis"] = {"facts": len(current), "facts_without_card": len(without), "control_facts":
                                len(control), "samples": dict(out.counts), "pairs": len(out.pairs),

@@ -30,7 +30,7 @@ from core.prompts import (
     introduce_prompt,
     on_behalf_prompt,
 )
-from storage.models import Fact
+from storage.models import Audience, Fact
 from storage.training import NewSample
 from training.cards import OTHERS_TRAIN, OWNER_TRAIN, SENSITIVE_SUBJECTS, FactCard, questions
 from training.recipe import TrainingRecipe
@@ -99,7 +99,7 @@ class Synthesizer:
 
     def memory_qa(self, out: Synthesis, cards: Sequence[FactCard], facts: Sequence[Fact]) -> None:
         """Q&A about the owner: asked by the owner (owner's adapter) or by others (the other adapters)."""
-        owner_side = out.audience == "owner"
+        owner_side = out.audience == Audience.owner
         task = "memory_owner" if owner_side else "memory_others"
         style = self.recipe.cot_for(task)
         families = OWNER_TRAIN if owner_side else OTHERS_TRAIN

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from storage.database import create_database_engine, migrate
 from storage.embeddings import Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from storage.errors import StorageError
 from storage.lexical import Bm25Encoder
 from storage.memory import MemoryStore
 from storage.models import Twin
@@ -53,9 +54,10 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
 
 
 @contextmanager
-def open_twin(settings: Settings, *, rebuilding_index: bool = False) -> Iterator[TwinApp]:
-    """Migrate the database, open the index, make sure the owner's twin exists; close everything after. Refuses
-    (StartupRefused) an index built with another embedding model, unless it is being rebuilt."""
+def open_twin(settings: Settings, *, rebuilding_index: bool = False, create: bool = True) -> Iterator[TwinApp]:
+    """Migrate the database, open the index, make sure the owner's twin exists (with create=False: refuse one that
+    does not); close everything after. Refuses (StartupRefused) an index built with another embedding model, unless
+    it is being rebuilt."""
     from twin.startup import check_index_embedding
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,8 @@ def open_twin(settings: Settings, *, rebuilding_index: bool = False) -> Iterator
     index = build_index(settings, embedder.dim)
     store = MemoryStore(engine, index, embedder, Bm25Encoder())
     try:
+        if not create and store.find_twin(settings.owner) is None:
+            raise StorageError(f"no twin named {settings.owner!r} in the database (`twin twins list`)")
         twin = store.ensure_twin(settings.owner, settings.owner_name)
         app = TwinApp(settings=settings, store=store, searcher=HybridSearcher(store), twin=twin)
         if not rebuilding_index:

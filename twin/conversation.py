@@ -11,13 +11,14 @@ import httpx
 
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.audience import AudienceResolver, owner_accounts
+from core.drafts import DraftForgetting, Drafts
 from core.experts import Expert
 from core.forgetting import ForgetConversation, Forgetter
 from core.indexer import BackgroundIndexer
 from core.l1 import read_again
 from core.llm import OpenAIChatClient
 from core.memory_commands import MemoryCommands
-from core.pipeline import Pipeline
+from core.pipeline import Pipeline, reply_source_id
 from core.profile import ProfileView
 from core.respond import ModelRouter, Responder
 from core.training_commands import RetrainTrigger, TrainingCommands
@@ -29,6 +30,7 @@ from storage.models import Visibility
 from storage.people import PeopleDirectory
 from storage.profiles import ProfileStore
 from storage.retrain_requests import RetrainRequests
+from storage.state import StateStore
 from storage.training import AUDIENCES, TrainingStore
 from twin.app import TwinApp
 from twin.l2 import load_serving, training_forgetting
@@ -76,13 +78,18 @@ def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Exper
     return Expert(name=name, model=config.model, client=client, audience=EXPERT_AUDIENCE[config.visibility])
 
 
-def build_forgetter(app: TwinApp) -> Forgetter:
-    """Forgetting over L0 and every layer derived from it (training data and adapters: withdrawn, retrained)."""
-    # the training layer first: it finds what was derived from the facts L1 removes
+def build_drafts(app: TwinApp) -> Drafts:
+    """The twin's drafts (draft mode), in the state store."""
+    return Drafts(StateStore(app.store.engine), app.store, app.twin.id, reply_source_id)
+
+
+def build_forgetter(app: TwinApp, drafts: Drafts | None = None) -> Forgetter:
+    """Forgetting over L0 and every layer derived from it (drafts; training data and adapters: withdrawn, retrained).
+    The training layer comes first: it finds what was derived from the facts L1 removes."""
     wake = partial(run_retrain_now, app.twin.id)
     engine = app.store.engine
     history = app.settings.data_dir / CONSOLE_HISTORY  # what was typed at the console
-    layers = [training_forgetting(app, wake), L1Forgetting(engine),
+    layers = [training_forgetting(app, wake), L1Forgetting(engine), DraftForgetting(drafts or build_drafts(app)),
               LogForgetting(app.settings.logs_dir, engine, also=[history])]
     return Forgetter(L0Forgetting(app.store), layers)
 
@@ -136,9 +143,10 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm, router, experts, profile=profile)
         memory = MemoryCommands(twin_id, app.twin.display_name, app.store, facts, profile)
         indexer = await stack.enter_async_context(BackgroundIndexer(app.store))
-        forgetting = ForgetConversation(build_forgetter(app), twin_id)
+        drafts = build_drafts(app)
+        forgetting = ForgetConversation(build_forgetter(app, drafts), twin_id)
         yield Pipeline(twin_id, app.twin.display_name, app.store, audiences, responder,
-                       Visibility(settings.default_visibility), indexer, forgetting,
+                       Visibility(settings.default_visibility), indexer, forgetting, drafts=drafts,
                        more_commands=memory.handlers() | TrainingCommands(
                            app.twin.display_name, retrain_trigger(app), RetrainRequests(app.store.engine),
                            twin_id).handlers())

@@ -18,6 +18,7 @@ from core.training_commands import Notify, tell_requesters
 from serving.endpoint import LLMServerError
 from serving.files import file_lock
 from serving.server import ManagedVLLM
+from storage.models import Audience
 from storage.retrain_requests import RetrainRequests
 from storage.training import AUDIENCES, Adapter, StoredSample, TrainingStore
 from storage.training_forgetting import TrainingForgetting
@@ -281,11 +282,11 @@ def serving_prompts(app: TwinApp, audience: str, probes: Sequence[StoredSample])
         if probe.task in ("critique", "enhance") or not question:
             prompts.append(probe.prompt)  # their memory block is the task's own
             continue
-        asker = "owner" if audience == "owner" else audience
+        asker = audience
         found = app.searcher.search(question, SearchScope(app.twin.id, audience=asker), budget.memory_items)
         items = [r.item for r in found if r.item.kind != ItemKind.reply][: budget.memory_items]
         block = memory_block(items, budget, profile=profile.for_prompt(asker, question))
-        prompts.append(assistant_prompt(owner, block, [], question, budget) if audience == "owner"
+        prompts.append(assistant_prompt(owner, block, [], question, budget) if audience == Audience.owner
                        else on_behalf_prompt(owner, ASKER, block, [], question, budget))
     return prompts
 
@@ -309,9 +310,9 @@ def evaluate_adapter(app: TwinApp, adapter: str, audience: str, mode: str, progr
     if not probes:
         raise LookupError(f"no probe set for {audience} yet: `twin train --audience ...` builds it")
     hidden_keys: list[str] = []
-    if audience != "owner":
+    if audience != Audience.owner:
         _, visible, _ = cards_of(FactStore(app.store.engine), app.twin.id, audience)
-        _, every, _ = cards_of(FactStore(app.store.engine), app.twin.id, "owner")
+        _, every, _ = cards_of(FactStore(app.store.engine), app.twin.id, Audience.owner)
         hidden_keys = [c.key for c in every if c.fact_id not in {v.fact_id for v in visible}]
     models = [ModelUnderTest("base")] + ([ModelUnderTest(chosen.name, chosen.path)] if chosen is not None else [])
     prompts = serving_prompts(app, audience, probes) if mode == "serving" else None

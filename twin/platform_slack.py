@@ -34,8 +34,7 @@ def slack_secrets(settings: Settings) -> list[str]:
 def build_slack(settings: Settings, app: TwinApp, pipeline: Pipeline) -> SlackAdapter:
     """The Slack adapter for these settings, feeding this pipeline."""
     from bots.logs import redact_in_logs
-    from bots.slack import DraftStore, SlackAdapter, SlackOptions, build_app, build_client
-    from storage.state import StateStore
+    from bots.slack import PLATFORM, SlackAdapter, SlackOptions, build_app, build_client
 
     assert settings.slack_bot_token is not None
     for secret in slack_secrets(settings):
@@ -47,9 +46,11 @@ def build_slack(settings: Settings, app: TwinApp, pipeline: Pipeline) -> SlackAd
         app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
     )
     client = build_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    drafts = DraftStore(StateStore(app.store.engine), app.twin.id)
     app_ = build_app(client, signing.get_secret_value() if signing else None)
-    return SlackAdapter(app_, pipeline.handle, drafts, options, ledger=pipeline)
+    adapter = SlackAdapter(app_, pipeline.handle, pipeline.drafts, pipeline.audiences, options, ledger=pipeline)
+    if adapter.shows_drafts:  # draft mode answers Slack messages as drafts only then
+        pipeline.drafts.show_on(PLATFORM, adapter)
+    return adapter
 
 
 async def check_slack(settings: Settings) -> str:

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     embedding_quantize: bool = Field(
         default=True, description="Run the local model as int8 ONNX (about 2x faster; cosine 0.99 to fp32)."
     )
+    twin: str | None = Field(
+        default=None,
+        description="The named twin a command works on (`twin twins create NAME`; also `twin --twin NAME ...`): its "
+        "owner and platform settings come from <data_dir>/twins/NAME.json. Unset: the single twin TWIN_OWNER.",
+    )
     owner: str = Field(default="owner", description="The twin's handle: one deployment may hold several.")
     owner_name: str = Field(default="Owner", description="How the owner is called in prompts and bios.")
     owner_ids: list[str] = Field(
@@ -275,8 +280,8 @@ class Settings(BaseSettings):
 
     @property
     def matrix_store_path(self) -> Path:
-        """Folder of the Matrix end-to-end encryption store (the device's keys and sessions)."""
-        return self.data_dir / "matrix"
+        """Folder of the Matrix end-to-end encryption store (the device's keys and sessions); a named twin's own."""
+        return self.data_dir / "twins" / self.twin / "matrix" if self.twin else self.data_dir / "matrix"
 
     @property
     def vectors_path(self) -> Path:

@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-from weakref import WeakValueDictionary
 
 from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMessage, SyncResponse
 
+from bots.base import KeyedLocks, answer_and_send, recover
 from bots.matrix.client import Credentials, MatrixError, checked, close, log_in, send_text
 from bots.matrix.inbound import PLATFORM, RoomContext, invite_accepted, to_inbound
+from bots.ordering import stored_then_in_turn
 from core.delivery import DeliveryHooks
-from core.messages import InboundMessage, Reply
+from core.messages import Handler, InboundMessage, Reply
 from storage.state import StateStore
 
 log = logging.getLogger(__name__)
-Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 SYNC_TOKEN_KEY = "sync_token"
 MAX_SYNC_BACKOFF = 60.0  # seconds between sync attempts while the homeserver keeps failing
 
@@ -64,7 +65,7 @@ class MatrixAdapter:
         self._batch: list[asyncio.Task[None]] = []  # work started by the sync being handled
         self._pending: set[asyncio.Task[None]] = set()
         self._checkpoint: asyncio.Task[None] | None = None
-        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._locks: KeyedLocks[str] = KeyedLocks()  # per room, in arrival order
         self._sync_task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()  # nio knows the rooms (and their encryption) only after a sync
         self.sync_error: str | None = None  # the last sync's failure, until a sync succeeds again
@@ -110,10 +111,10 @@ class MatrixAdapter:
 
     async def recover(self) -> None:
         """Answer what a crash left unanswered and send replies that were never delivered (the pipeline knows)."""
-        if self.ledger is None:
-            return
-        for message in await self.ledger.unfinished(PLATFORM):
-            self._spawn(self.deliver(message))
+        await recover(self.ledger, PLATFORM, self._finish)
+
+    async def _finish(self, message: InboundMessage) -> None:
+        self._spawn(self.deliver(message))  # beside the sync loop, in its room's turn
 
     async def _sync(self, since: str | None, timeout_ms: int, full_state: bool = True) -> str:
         """One sync (nio runs the callbacks in it); the next batch token."""
@@ -205,20 +206,22 @@ class MatrixAdapter:
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and send the answer; a chat's answers go out in order."""
         try:
-            async with self._lock(message.chat_id):
-                reply = await self.handle(message)
-                if reply is None or not reply.text.strip():
-                    return
-                direct = bool((message.raw or {}).get("direct"))
-                await self._synced.wait()  # a reply recovered at start waits for the rooms, first in its room's turn
-                await send_text(self.client, message.chat_id, reply.text,
-                                reply_to=None if direct else message.message_id, answering=message.message_id)
-                if self.ledger is not None:
-                    await self.ledger.delivered(message)
-        except MatrixError as error:
-            log.error("Matrix: the reply to %s was not delivered: %s", message.message_id, error)
+            # Queued for the room at once and stored while it waits, like on every platform.
+            async with stored_then_in_turn(self._locks(message.chat_id), self._stored(message)):
+                await answer_and_send(self.handle, self.ledger, message, partial(self._send, message),
+                                      (MatrixError,), "Matrix")
         finally:
             self.processed += 1
+
+    async def _send(self, message: InboundMessage, reply: Reply) -> None:
+        direct = bool((message.raw or {}).get("direct"))
+        await self._synced.wait()  # a reply recovered at start waits for the rooms, first in its room's turn
+        await send_text(self.client, message.chat_id, reply.text, reply_to=None if direct else message.message_id,
+                        answering=message.message_id)
+
+    async def _stored(self, message: InboundMessage) -> None:
+        if self.ledger is not None:
+            await self.ledger.accept(message)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         """Run the work beside the sync loop; the current batch's checkpoint waits for it."""
@@ -227,9 +230,6 @@ class MatrixAdapter:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(_report_failure)
-
-    def _lock(self, room_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(room_id, asyncio.Lock())
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:

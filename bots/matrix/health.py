@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bots.base import PlatformSetupError
 from bots.matrix.client import Credentials, MatrixError, MatrixUnreachable, build_client, close, log_in
 
 HINTS = {
@@ -13,7 +14,7 @@ HINTS = {
 }
 
 
-class MatrixSetupError(Exception):
+class MatrixSetupError(PlatformSetupError):
     """The account or the homeserver does not work; the message says what to fix."""
 
 

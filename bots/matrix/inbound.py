@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.messages import InboundMessage
+from core.messages import InboundMessage, clean_inbound
 
 PLATFORM = "matrix"
 DIRECT_MEMBERS = 2  # a room of two (the twin and one person) is a DM: every message in it is for the twin
@@ -108,13 +108,13 @@ def _inbound(event: Event, room: RoomContext, text: str) -> InboundMessage:
     content = event.get("content") or {}
     if content.get("msgtype") == "m.emote":
         text = f"* {room.sender_name or sender} {text}"
-    return InboundMessage(
+    return clean_inbound(InboundMessage(
         platform=PLATFORM, message_id=str(event["event_id"]), chat_id=room.room_id, sender_id=sender,
         sender_name=room.sender_name or sender, text=text, sent_at=_sent_at(event),
         chat_title=None if room.is_direct else room.room_name,
         raw={"event_id": event["event_id"], "room_id": room.room_id, "type": event.get("type"),
              "content": content, "direct": room.is_direct},
-    )
+    ))
 
 
 def _sent_at(event: Event) -> datetime:

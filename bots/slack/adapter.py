@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
-from weakref import WeakValueDictionary
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -16,29 +15,30 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.base import KeyedLocks, answer_and_send, recover
 from bots.ordering import stored_then_in_turn
 from bots.slack.drafts import (
     APPROVE,
     DISCARD,
     EDIT,
     EDIT_VIEW,
-    Draft,
-    DraftStore,
-    Status,
     decided_blocks,
     draft_blocks,
     edit_view,
     edited_text,
+    forgotten_blocks,
+    target_of,
 )
 from bots.slack.inbound import PLATFORM, ReplyTarget, command_to_inbound, reply_target, to_inbound
 from bots.slack.outbound import MESSAGE_LIMIT, SlackDeliveryError, call, marked, post, reply_metadata
 from bots.slack.recovery import answer_privately, parts_in_slack, post_once
 from bots.text import split_text
+from core.audience import AudienceResolver
 from core.delivery import DeliveryHooks
-from core.messages import InboundMessage, Reply
+from core.drafts import Draft, Drafts, Status
+from core.messages import Handler, InboundMessage, Reply
 
 log = logging.getLogger(__name__)
-Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 EVERY_EVENT = re.compile(r".*")  # to_inbound's table decides what is answered; bolt must not 404 the rest
 
 
@@ -63,19 +63,25 @@ def build_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
 class SlackAdapter:
     """Receives events, slash commands and draft buttons; hands messages to the pipeline; posts the replies."""
 
-    def __init__(self, app: AsyncApp, handle: Handler, drafts: DraftStore, options: SlackOptions,
-                 ledger: DeliveryHooks | None = None) -> None:
+    def __init__(self, app: AsyncApp, handle: Handler, drafts: Drafts, audiences: AudienceResolver,
+                 options: SlackOptions, ledger: DeliveryHooks | None = None) -> None:
         self.app = app
+        self.audiences = audiences  # who the owner is (core.audience): who may decide drafts
         self.handle = handle
         self.ledger = ledger  # stores messages on arrival, marks replies delivered, hands back unfinished work
-        self.drafts = drafts
+        self.drafts = drafts  # the core keeps and decides them; this adapter shows them to the owner
         self.options = options
         self.processed = 0  # events fully handled, answered or not
         self._names: dict[str, str] = {}
-        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._locks: KeyedLocks[str] = KeyedLocks()  # per channel, in arrival order
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._register()
+
+    @property
+    def shows_drafts(self) -> bool:
+        """Drafts need the owner's Slack id (TWIN_OWNER_IDS): their DM is where drafts are shown."""
+        return bool(self.options.owner_user_ids)
 
     @property
     def client(self) -> AsyncWebClient:
@@ -146,66 +152,51 @@ class SlackAdapter:
 
     async def recover(self) -> None:
         """Answer what a crash left received but unanswered, and post replies that were never delivered."""
-        if self.ledger is None:
-            return
-        unfinished = await self.ledger.unfinished(PLATFORM)
-        for message in unfinished:
-            if "command" in (message.raw or {}):
-                await self.answer_command_later(message)
-            else:
-                await self.deliver(message)
-        if unfinished:
-            log.info("Slack: finished %d messages a restart interrupted", len(unfinished))
+        await recover(self.ledger, PLATFORM, self._finish)
+
+    async def _finish(self, message: InboundMessage) -> None:
+        if "command" in (message.raw or {}):
+            await self.answer_command_later(message)
+        else:
+            await self.deliver(message)
 
     async def deliver(self, message: InboundMessage) -> None:
         """Run the message through the pipeline and post the answer: directly, marked, or as a draft."""
-        # Queued for the chat before the first await (answers go out in arrival order); stored while it waits,
-        # under the sender's display name, so a crash cannot lose it.
-        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
-            message = await self._named(message)  # cached by now: no second users.info
-            reply = await self.handle(message)
-            if reply is None or not reply.text.strip():
-                return
-            target = reply_target(message)
-            try:
-                if reply.details.get("draft"):  # decided with the answer: the switch may have moved since
-                    await self._propose(message, target, reply)
-                else:
-                    await self._post_reply(message, target, reply)
-            except SlackDeliveryError as error:
-                log.error("Slack: the reply to %s was not delivered: %s", message.message_id, error)
-                return
-            if self.ledger is not None:
-                await self.ledger.delivered(message)
+        # Queued for the chat before the first await (answers go out in arrival order) and stored while it waits,
+        # before Slack is asked who wrote it: Slack got its 200 already, a crash during the lookup cannot lose it.
+        async with stored_then_in_turn(self._locks(message.chat_id), self._stored(message)):
+            message = await self._named(message)  # the pipeline gives the stored row the name
+            await answer_and_send(self.handle, self.ledger, message, partial(self._send, message),
+                                  (SlackDeliveryError,), "Slack")
 
     async def send_text(self, chat_id: str, text: str) -> None:
         """A message the twin starts itself (a retrain's outcome) in a channel or DM; SlackDeliveryError if not."""
         await post(self.client, ReplyTarget(chat_id), text)
 
-    async def _named_and_stored(self, message: InboundMessage) -> None:
-        """Store the message under its sender's display name."""
-        named = await self._named(message)
+    async def _send(self, message: InboundMessage, reply: Reply) -> None:
+        target = reply_target(message)
+        if reply.draft:  # decided with the answer: the switch may have moved since
+            await self._propose(message, target, reply)
+        else:
+            await self._post_reply(message, target, reply)
+
+    async def _stored(self, message: InboundMessage) -> None:
+        """Store the message as it came (its sender's name follows once known)."""
         if self.ledger is not None:
-            await self.ledger.accept(named)
+            await self.ledger.accept(message)
 
     async def _post_reply(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
         await post_once(self.client, target, self._outgoing(message, reply.text), message.message_id,
-                        message.sent_at, resent=bool(reply.details.get("resent")))
+                        message.sent_at, resent=reply.resent)
 
     async def answer_command_later(self, message: InboundMessage) -> None:
         """A slash command a crash left unanswered: its response_url died with that process, so the answer goes to
         the person privately (recovery.answer_privately)."""
-        reply = await self.handle(message)
-        if reply is None or not reply.text.strip():
-            return
-        try:
+        async def privately(reply: Reply) -> None:
             await answer_privately(self.client, message.chat_id, message.sender_id, reply.text, message.message_id,
                                    message.sent_at)
-        except SlackDeliveryError as error:
-            log.error("Slack: the answer to %s was not delivered: %s", message.message_id, error)
-            return
-        if self.ledger is not None:
-            await self.ledger.delivered(message)
+
+        await answer_and_send(self.handle, self.ledger, message, privately, (SlackDeliveryError,), "Slack")
 
     def _outgoing(self, message: InboundMessage, text: str) -> str:
         return marked(text, self.options.owner_name) if message.to_owner else text
@@ -227,21 +218,29 @@ class SlackAdapter:
 
     async def _propose(self, message: InboundMessage, target: ReplyTarget, reply: Reply) -> None:
         """Draft mode: the answer goes to the owner's DM with Approve / Edit / Discard, not to the asker."""
-        draft = Draft(id=message.message_id, channel=target.channel, thread_ts=target.thread_ts, text=reply.text,
-                      asker=message.sender_name, question=message.text)
-        owner = next(iter(sorted(self.options.owner_user_ids)), None)
-        if owner is None:
-            log.warning("Slack: draft mode, but no owner Slack id in TWIN_OWNER_IDS to send drafts to")
+        if not self.shows_drafts:  # a draft logged by a process that knew the owner's Slack id
+            log.warning("Slack: a draft for %s, but no owner Slack id to show it to", message.message_id)
             return
-        if reply.details.get("resent") and await parts_in_slack(
+        owner = min(self.options.owner_user_ids)
+        draft = await self.drafts.get(PLATFORM, message.message_id)
+        if draft is None or draft.status != "pending":
+            log.info("Slack: the draft answering %s was forgotten or decided meanwhile", message.message_id)
+            return
+        if reply.resent and await parts_in_slack(
                 self.client, ReplyTarget(channel=owner), message.message_id, message.sent_at):
             log.info("Slack: the draft answering %s reached the owner before the restart", message.message_id)
             return
-        await self.drafts.save(draft)  # before the DM: a click on it must find the draft
+        await self.drafts.place(PLATFORM, draft.id, {"channel": target.channel, "thread_ts": target.thread_ts})
         posted = await call(self.client.chat_postMessage(channel=owner, blocks=draft_blocks(draft),
                                                          text=f"Draft answer to {draft.asker}",
                                                          metadata=reply_metadata(message.message_id, 0)))
-        await self.drafts.save(replace(draft, dm_channel=posted.get("channel"), dm_ts=posted.get("ts")))
+        await self.drafts.place(PLATFORM, draft.id, {"dm_channel": posted.get("channel"), "dm_ts": posted.get("ts")})
+
+    async def retract(self, draft: Draft) -> None:
+        """A forgotten draft: its DM says so, and holds no word of it."""
+        if draft.where.get("dm_channel") and draft.where.get("dm_ts"):
+            await call(self.client.chat_update(channel=draft.where["dm_channel"], ts=draft.where["dm_ts"],
+                                               blocks=forgotten_blocks(), text="Draft forgotten"))
 
     async def on_approve(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Approve: the draft goes to the original channel or thread, marked as the twin's."""
@@ -256,8 +255,8 @@ class SlackAdapter:
     async def on_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Edit: a modal with the draft in a text box opens; submitting it sends the edited text."""
         await ack()
-        draft = await self.drafts.get(action["value"])
-        if draft is None or draft.status != "pending" or not self._is_owner(body["user"]["id"]):
+        draft = await self.drafts.get(PLATFORM, action["value"])
+        if draft is None or draft.status != "pending" or not await self._is_owner(body["user"]["id"]):
             return
         try:
             await call(self.client.views_open(trigger_id=body["trigger_id"], view=edit_view(draft)))
@@ -270,40 +269,35 @@ class SlackAdapter:
         await self.decide(body["user"]["id"], view["private_metadata"], "sent", edited_text(view))
 
     async def decide(self, user_id: str, draft_id: str, status: Status, text: str | None = None) -> None:
-        """The owner's decision on a pending draft, taken once however often the buttons are clicked."""
-        if not self._is_owner(user_id):
+        """The owner's decision on a pending draft (the core takes it once, however often the buttons are clicked;
+        a forgotten draft is no longer there, and nothing is sent)."""
+        if not await self._is_owner(user_id):
             log.warning("Slack: %s is not the owner and cannot decide drafts", user_id)
             return
-        async with self._lock(f"draft:{draft_id}"):
-            draft = await self.drafts.get(draft_id)
-            if draft is None or draft.status != "pending":
-                return
-            try:
-                if status == "sent":
-                    await post(self.client, draft.target, marked(text or draft.text, self.options.owner_name))
-                draft = await self.drafts.decide(draft, status, text)
-                if draft.dm_channel and draft.dm_ts:
-                    await call(self.client.chat_update(channel=draft.dm_channel, ts=draft.dm_ts,
-                                                       blocks=decided_blocks(draft), text=f"Draft {draft.status}"))
-            except SlackDeliveryError as error:
-                log.error("Slack: draft %s: %s", draft_id, error)
+        try:
+            draft = await self.drafts.decide(PLATFORM, draft_id, status, text, self._send_approved)
+            if draft is not None and draft.where.get("dm_channel") and draft.where.get("dm_ts"):
+                await call(self.client.chat_update(channel=draft.where["dm_channel"], ts=draft.where["dm_ts"],
+                                                   blocks=decided_blocks(draft), text=f"Draft {draft.status}"))
+        except SlackDeliveryError as error:
+            log.error("Slack: draft %s: %s", draft_id, error)
+
+    async def _send_approved(self, draft: Draft, text: str) -> None:
+        await post(self.client, target_of(draft), marked(text, self.options.owner_name))
 
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """`/twin ...`: acked at once, then like a message (stored on arrival, run in its turn in the channel) as the
         core command, answered only to the person who typed it."""
         await ack()
         message = command_to_inbound(body)
-        async with stored_then_in_turn(self._lock(message.chat_id), self._named_and_stored(message)):
-            reply = await self.handle(await self._named(message))
-            if reply is None or not reply.text.strip():
-                return
+
+        async def ephemerally(reply: Reply) -> None:
             for part in split_text(reply.text, MESSAGE_LIMIT):
                 await respond(text=part, response_type="ephemeral")
-            if self.ledger is not None:
-                await self.ledger.delivered(message)
 
-    def _is_owner(self, user_id: str) -> bool:
-        return user_id in self.options.owner_user_ids
+        async with stored_then_in_turn(self._locks(message.chat_id), self._stored(message)):
+            await answer_and_send(self.handle, self.ledger, await self._named(message), ephemerally,
+                                  (SlackDeliveryError,), "Slack")
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    async def _is_owner(self, user_id: str) -> bool:
+        return await asyncio.to_thread(self.audiences.owns, PLATFORM, user_id)

@@ -1,66 +1,23 @@
-"""Draft mode: the twin's answer goes to the owner first, as a DM with Approve / Edit / Discard buttons."""
+"""Draft mode on Slack: the owner is shown a draft (core.drafts keeps and decides it) as a DM with Approve / Edit /
+Discard buttons."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
-from bots.slack.inbound import PLATFORM, ReplyTarget
-from storage.state import StateStore
+from bots.slack.inbound import ReplyTarget
+from core.drafts import Draft
 
 APPROVE, EDIT, DISCARD = "twin_draft_approve", "twin_draft_edit", "twin_draft_discard"
 EDIT_VIEW = "twin_draft_edit"  # callback id of the edit modal
 EDIT_BLOCK, EDIT_INPUT = "draft", "text"
 PREVIEW_LIMIT = 2900  # a section block holds 3,000 characters; the full draft is kept and sent
-Status = Literal["pending", "sent", "discarded"]
+FORGOTTEN = "*Forgotten:* this draft and the message it answered were forgotten."
 
 
-@dataclass(frozen=True)
-class Draft:
-    """An answer waiting for the owner: where it would go, what it says, and what became of it."""
-
-    id: str  # the message id it answers
-    channel: str
-    thread_ts: str | None
-    text: str
-    asker: str
-    question: str
-    status: Status = "pending"
-    dm_channel: str | None = None  # where the owner was shown the draft
-    dm_ts: str | None = None
-
-    @property
-    def target(self) -> ReplyTarget:
-        """Where the approved answer is posted."""
-        return ReplyTarget(channel=self.channel, thread_ts=self.thread_ts)
-
-
-class DraftStore:
-    """Drafts in the database: they survive a restart, and a second click finds them already decided."""
-
-    def __init__(self, state: StateStore, twin_id: int) -> None:
-        self.state = state
-        self.twin_id = twin_id
-
-    async def save(self, draft: Draft) -> None:
-        """Store or update a draft."""
-        await asyncio.to_thread(self.state.put, self.twin_id, PLATFORM, _key(draft.id), asdict(draft))
-
-    async def get(self, draft_id: str) -> Draft | None:
-        """The draft, if there is one under this id."""
-        value = await asyncio.to_thread(self.state.get, self.twin_id, PLATFORM, _key(draft_id))
-        return Draft(**value) if value else None
-
-    async def decide(self, draft: Draft, status: Status, text: str | None = None) -> Draft:
-        """Record the owner's decision (and edited text)."""
-        decided = replace(draft, status=status, text=text if text is not None else draft.text)
-        await self.save(decided)
-        return decided
-
-
-def _key(draft_id: str) -> str:
-    return f"draft:{draft_id}"
+def target_of(draft: Draft) -> ReplyTarget:
+    """Where the approved answer is posted (the adapter placed it in the draft when it showed it)."""
+    return ReplyTarget(channel=str(draft.where["channel"]), thread_ts=draft.where.get("thread_ts"))
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -89,6 +46,11 @@ def decided_blocks(draft: Draft) -> list[dict[str, Any]]:
     """The owner's DM once decided: the buttons are gone, the outcome is said."""
     outcome = {"sent": "Sent", "discarded": "Discarded", "pending": "Waiting"}[draft.status]
     return [_section(f"*{outcome}:* my answer to {draft.asker}\n{draft.text}")]
+
+
+def forgotten_blocks() -> list[dict[str, Any]]:
+    """The owner's DM once the draft was forgotten: no word of it is left."""
+    return [_section(FORGOTTEN)]
 
 
 def edit_view(draft: Draft) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.base import PlatformSetupError
+
 HINTS = {
     "invalid_auth": "Slack rejected the bot token (invalid_auth): use the Bot User OAuth Token (xoxb-...)",
     "not_authed": "no bot token was sent (not_authed): set TWIN_SLACK_BOT_TOKEN",
@@ -13,7 +15,7 @@ HINTS = {
 }
 
 
-class SlackSetupError(Exception):
+class SlackSetupError(PlatformSetupError):
     """The token or the Web API does not work; the message says what to fix."""
 
 

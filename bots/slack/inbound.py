@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.messages import InboundMessage
+from core.messages import InboundMessage, clean_inbound
 
 PLATFORM = "slack"
 DIRECT = ("im",)  # a direct message between two people (the bot being one of them, or the owner)
@@ -90,12 +90,12 @@ def without_mention(text: str, user_id: str) -> str:
 def _inbound(envelope: Envelope, event: dict[str, Any], text: str, to_owner: bool = False) -> InboundMessage:
     channel, ts = str(event["channel"]), str(event["ts"])
     profile = event.get("user_profile") or {}
-    return InboundMessage(
+    return clean_inbound(InboundMessage(
         platform=PLATFORM, message_id=f"{channel}:{ts}", chat_id=channel, sender_id=str(event["user"]),
         sender_name=str(profile.get("real_name") or profile.get("display_name") or event["user"]), text=text,
         sent_at=datetime.fromtimestamp(float(ts), UTC), chat_title=None, to_owner=to_owner,
         raw={"event": event, "event_id": envelope.get("event_id"), "team_id": envelope.get("team_id")},
-    )
+    ))
 
 
 def reply_target(message: InboundMessage) -> ReplyTarget:
@@ -110,9 +110,9 @@ def reply_target(message: InboundMessage) -> ReplyTarget:
 def command_to_inbound(body: dict[str, Any]) -> InboundMessage:
     """`/twin remember X` -> the core's `/remember X`; a bare `/twin` asks for help."""
     words = str(body.get("text") or "").strip()
-    return InboundMessage(
+    return clean_inbound(InboundMessage(
         platform=PLATFORM, message_id=f"command:{body['trigger_id']}", chat_id=str(body["channel_id"]),
         sender_id=str(body["user_id"]), sender_name=str(body.get("user_name") or body["user_id"]),
         text=f"/{words}" if words else "/help", chat_title=body.get("channel_name"),
         raw={key: body.get(key) for key in ("command", "text", "channel_id", "team_id", "trigger_id")},
-    )
+    ))

@@ -7,14 +7,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from weakref import WeakValueDictionary
 
 from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bots.base import KeyedLocks, answer_and_send, recover
 from bots.logs import redact_in_logs
 from bots.ordering import stored_then_in_turn
 from bots.telegram.inbound import (
@@ -31,12 +32,11 @@ from bots.telegram.outbound import RetryPolicy, TelegramDeliveryError, send_repl
 from core.audience import AudienceResolver
 from core.commands import COMMANDS, CommandSpec
 from core.delivery import DeliveryHooks
-from core.messages import InboundMessage, Reply
+from core.messages import Handler, InboundMessage, Reply
 from storage.state import StateStore
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[InboundMessage], Awaitable[Reply | None]]
 Reviser = Callable[[InboundMessage], Awaitable[bool]]  # an edit into L0 (Pipeline.edited): False when not stored
 ALLOWED_UPDATES = ("message", "edited_message", "business_connection", "business_message",
                    "edited_business_message")
@@ -102,7 +102,7 @@ class TelegramAdapter:
         self.audiences = audiences
         self.options = options
         self.processed = 0  # updates fully handled, answered or not
-        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._locks: KeyedLocks[str] = KeyedLocks()  # per chat (and business connection), in arrival order
 
     @property
     def bot(self) -> Bot:
@@ -136,15 +136,11 @@ class TelegramAdapter:
 
     async def recover(self) -> None:
         """Answer what a crash left received but unanswered, and send replies that were never delivered."""
-        if self.ledger is None:
-            return
-        unfinished = await self.ledger.unfinished(PLATFORM)
-        for message in unfinished:
-            if message.raw:
-                kind = "business_message" if message.to_owner else "message"
-                await self.process({"update_id": 0, kind: message.raw})
-        if unfinished:
-            log.info("Telegram: finished %d messages a restart interrupted", len(unfinished))
+        await recover(self.ledger, PLATFORM, self._finish)
+
+    async def _finish(self, message: InboundMessage) -> None:
+        if message.raw:
+            await self.process({"update_id": 0, "business_message" if message.to_owner else "message": message.raw})
 
     async def stop(self) -> None:
         """Stop receiving, finish the updates in hand, close the HTTP client."""
@@ -191,7 +187,7 @@ class TelegramAdapter:
         """Track business connections; translate a message, run it through the pipeline, deliver the reply."""
         connection = business_connection_of(payload)
         if connection is not None:
-            async with self._lock(f"connection:{connection.id}"):  # messages through it wait for the save
+            async with self._locks(f"connection:{connection.id}"):  # messages through it wait for the save
                 await self.connections.save(connection)
             log.info("Telegram Business connection %s: %s", connection.id, "on" if connection.enabled else "off")
             return
@@ -205,24 +201,19 @@ class TelegramAdapter:
         # Business messages are checked before anything is stored (below); others are stored while they wait.
         store = self.ledger.accept(message) if self.ledger is not None and not message.to_owner else _nothing()
         # Queued for the chat before the first await: answered, and the answers sent, in arrival order.
-        async with stored_then_in_turn(self._lock(message.chat_id), store):
+        async with stored_then_in_turn(self._locks(message.chat_id), store):
             if message.to_owner and not await self._owner_connected(payload["business_message"]):
                 return
             target = reply_target(payload)
+            assert target is not None  # to_inbound translates messages only, and every message has a chat
             # "typing…" while the answer is written; not in the owner's business chats, where it would show the
             # owner typing to someone the twin may not answer (autoreply off)
-            shows_typing = target is not None and not message.to_owner
-            async with typing_while(self.bot, target) if shows_typing else contextlib.nullcontext():
-                reply = await self.handle(message)
-            if reply is None or target is None or not reply.text.strip():
-                return
-            try:
-                await send_reply(self.bot, target, reply.text, self.options.retry)
-            except TelegramDeliveryError as error:
-                log.error("Telegram: the reply to %s was not delivered: %s", message.message_id, error)
-                return
-            if self.ledger is not None:
-                await self.ledger.delivered(message)
+            async with typing_while(self.bot, target) if not message.to_owner else contextlib.nullcontext():
+                await answer_and_send(self.handle, self.ledger, message, partial(self._send, target),
+                                      (TelegramDeliveryError,), "Telegram")
+
+    async def _send(self, target: ReplyTarget, reply: Reply) -> None:
+        await send_reply(self.bot, target, reply.text, self.options.retry)
 
     async def send_text(self, chat_id: str, text: str) -> None:
         """A message the twin starts itself (a retrain's outcome) in a chat it talks in; TelegramDeliveryError if not
@@ -235,7 +226,7 @@ class TelegramAdapter:
         """An edit: after the chat's earlier updates (the original is stored by then), the stored message revised.
         No reply; an edit of a message never stored (or forgotten) stores nothing."""
         message = edit.message
-        async with stored_then_in_turn(self._lock(message.chat_id), _nothing()):
+        async with stored_then_in_turn(self._locks(message.chat_id), _nothing()):
             if self.revise is None:
                 return
             if message.to_owner and not await self._owner_connected(payload["edited_business_message"]):
@@ -243,21 +234,17 @@ class TelegramAdapter:
             if await self.revise(message):
                 log.info("Telegram: %s was edited; memory revised", message.message_id)
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        """One lock per chat (or business connection), taken in the order updates arrive."""
-        return self._locks.setdefault(key, asyncio.Lock())
-
     async def _owner_connected(self, message: dict[str, Any]) -> bool:
         """Whether a business message came through the owner's enabled connection (not someone else's)."""
         connection_id = str(message.get("business_connection_id", ""))
-        async with self._lock(f"connection:{connection_id}"):
+        async with self._locks(f"connection:{connection_id}"):
             connection = await self._connection(connection_id)
         if connection is None or not (connection.enabled and connection.can_reply):
             return False
-        speaker = await asyncio.to_thread(self.audiences.identify, PLATFORM, connection.user_id, "")
-        if speaker.trust != "owner":
+        owners = await asyncio.to_thread(self.audiences.owns, PLATFORM, connection.user_id)
+        if not owners:
             log.warning("Telegram: ignoring business messages of connection %s: not the owner's", connection.id)
-        return speaker.trust == "owner"
+        return owners
 
     async def _connection(self, connection_id: str) -> BusinessConnection | None:
         """A known connection, else asked of Telegram (the update announcing it may predate this process)."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from bots.base import PlatformSetupError
 
-class TelegramSetupError(Exception):
+
+class TelegramSetupError(PlatformSetupError):
     """The token or the Bot API server does not work; the message says what to fix."""
 
 

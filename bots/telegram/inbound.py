@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.messages import InboundMessage
+from core.messages import InboundMessage, clean_inbound
 
 PLATFORM = "telegram"
 GROUP_CHATS = ("group", "supergroup")
@@ -185,11 +185,11 @@ def _from_a_bot(message: dict[str, Any]) -> bool:
 def _inbound(message: dict[str, Any], text: str, chat_id: str, message_id: str, to_owner: bool = False
              ) -> InboundMessage:
     sender = message.get("from") or {}
-    return InboundMessage(
+    return clean_inbound(InboundMessage(
         platform=PLATFORM, message_id=message_id, chat_id=chat_id, sender_id=str(sender.get("id", "")),
         sender_name=person_name(sender), text=text, sent_at=datetime.fromtimestamp(message["date"], UTC),
         chat_title=message["chat"].get("title") or person_name(message["chat"]), raw=message, to_owner=to_owner,
-    )
+    ))
 
 
 def person_name(user: dict[str, Any]) -> str:

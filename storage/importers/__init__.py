@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from storage.errors import ImportFormatError
+from storage.importers.assistants import OWNER_SENDER
 from storage.importers.base import Importer, Rejected
 from storage.importers.jsonl import JsonlImporter
 from storage.items import NewItem
@@ -19,11 +20,15 @@ NOTES_AUTHOR = "notes"  # the sender id the notes importer gives every chunk: th
 
 def registry() -> dict[str, Importer]:
     """Every importer by format name, in detection order."""
+    from storage.importers.chatgpt import ChatGptImporter
+    from storage.importers.claude import ClaudeImporter
     from storage.importers.notes import NotesImporter
     from storage.importers.slack import SlackImporter
     from storage.importers.telegram import TelegramImporter
 
-    importers: list[Importer] = [TelegramImporter(), SlackImporter(), JsonlImporter(), NotesImporter()]
+    importers: list[Importer] = [
+        TelegramImporter(), SlackImporter(), ChatGptImporter(), ClaudeImporter(), JsonlImporter(), NotesImporter()
+    ]
     return {importer.name: importer for importer in importers}
 
 
@@ -35,7 +40,8 @@ def detect_format(path: Path) -> Importer:
         if importer.detect(path):
             return importer
     raise ImportFormatError(
-        str(path), "format", "not a JSONL file, Telegram export, Slack export or folder of notes; pass --format"
+        str(path), "format",
+        "not a JSONL file, a Telegram, Slack, ChatGPT or Claude export or a folder of notes; pass --format",
     )
 
 
@@ -96,8 +102,9 @@ def import_path(
     if visibility is not None:  # an explicit --visibility wins over what the file says
         items = [_with_visibility(item, visibility) for item in items]
     report = ImportReport(path=str(path), format=importer.name, rejected=rejected)
-    report.reattributed, report.owner_known = _link_owner(store, twin_id, items,
-                                                          tuple(owner_ids) + importer.owner_ids(path))
+    exporter_ids = importer.owner_ids(path)
+    items = _name_owner(items, exporter_ids, store.owner(twin_id).display_name)
+    report.reattributed, report.owner_known = _link_owner(store, twin_id, items, tuple(owner_ids) + exporter_ids)
     report.senders = _senders(items)
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
@@ -136,6 +143,14 @@ def _link_owner(
 def _senders(items: list[NewItem], shown: int = 5) -> list[tuple[str, str, str]]:
     counts = Counter((item.source, item.sender_id or item.sender, item.sender) for item in items)
     return [sender for sender, _ in counts.most_common(shown)]
+
+
+def _name_owner(items: list[NewItem], exporter_ids: tuple[str, ...], name: str) -> list[NewItem]:
+    """The exporter's messages that an export leaves unnamed (an assistant chat's "me") carry the owner's name."""
+    return [
+        replace(item, sender=name) if item.sender == OWNER_SENDER and item.sender_id in exporter_ids else item
+        for item in items
+    ]
 
 
 def _with_visibility(item: NewItem, visibility: Visibility) -> NewItem:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from storage.errors import StorageError
+from twin.cli import common
 from twin.cli.backup import register_backup_commands
 from twin.cli.bench import bench_app
 from twin.cli.common import fail, request_verbose
@@ -18,10 +19,14 @@ from twin.cli.platforms import doctor
 from twin.cli.store import register_store_commands
 from twin.cli.talk import ask, chat, people_app
 from twin.cli.train import register_train_commands
+from twin.cli.twins import twins_app
 
 app = typer.Typer(help="Twin: a personal digital twin for Telegram, Slack and Matrix.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)  # a crash must not print messages or settings held in locals
+
+
 app.add_typer(bench_app, name="bench")
+app.add_typer(twins_app, name="twins")
 app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
 app.command()(init)
@@ -39,8 +44,12 @@ register_backup_commands(app)
 def options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to the terminal too (always to "
                                           "<data dir>/logs/twin.log).")] = False,
+    twin: Annotated[str | None, typer.Option(
+        "--twin", envvar="TWIN_TWIN", help="The named twin to work on (`twin twins list`); default the single twin.",
+    )] = None,
 ) -> None:
     """Twin: a personal digital twin for Telegram, Slack and Matrix."""
+    common.selected_twin = twin
     request_verbose(verbose)
 
 

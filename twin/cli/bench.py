@@ -2,26 +2,57 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from twin.cli.common import console, out
+from twin.cli.common import console, fail, out
+
+
+class DataFormat(StrEnum):
+    auto = "auto"
+    locomo = "locomo"
+    longmemeval = "longmemeval"
+
 
 bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
 
 
 @bench_app.command("retrieval")
 def bench_retrieval(
-    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json).")],
+    data: Annotated[Path, typer.Option(help="LoCoMo JSON (locomo10.json) or LongMemEval JSON (.json or .json.gz).")],
+    format: Annotated[DataFormat, typer.Option("--format", help="The dataset's format.")] = DataFormat.auto,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions (quick checks).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
 ) -> None:
-    """Retrieval quality on LoCoMo: hybrid against plain BM25 and dense, any@k and all@k."""
+    """Retrieval quality on LoCoMo or LongMemEval: hybrid and its sides against plain BM25, dense and fusion."""
     from bench.retrieval import run_retrieval_bench
 
-    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out)
+    if not data.is_file():
+        fail(f"{data}: no such file", 2)
+    run_retrieval_bench(data, as_json=as_json, results_path=results, console=console, out=out,
+                        format=format.value, limit=limit)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    locomo: Annotated[Path, typer.Option(help="LoCoMo JSON: its turns are the short chat lines.")],
+    longmemeval: Annotated[Path, typer.Option(help="LongMemEval JSON(.gz): its user turns are the long messages.")],
+    n: Annotated[int, typer.Option("--n", min=100, help="Messages of each shape.")] = 2000,
+    profile: Annotated[bool, typer.Option("--profile", help="Also print a cProfile of each import.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Import throughput on short chat lines and long messages, against the embedding model alone on the same texts."""
+    from bench.ingest import run_ingest_bench
+
+    for path in (locomo, longmemeval):
+        if not path.is_file():
+            fail(f"{path}: no such file", 2)
+    run_ingest_bench(locomo, longmemeval, n, profile, as_json=as_json, results_path=results, console=console, out=out)
 
 
 @bench_app.command("scale")
@@ -34,6 +65,19 @@ def bench_scale(
     from bench.scale import run_scale_bench
 
     run_scale_bench(n, as_json=as_json, results_path=results, console=console, out=out)
+
+
+@bench_app.command("tenants")
+def bench_tenants(
+    twins: Annotated[int, typer.Option("--twins", min=2, help="Twins in the shared store.")] = 10,
+    n: Annotated[int, typer.Option("--n", min=100, help="Synthetic messages per twin.")] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+) -> None:
+    """Search latency per twin with many twins in one store, against one twin alone, side by side in one run."""
+    from bench.tenants import run_tenants_bench
+
+    run_tenants_bench(twins, n, as_json=as_json, results_path=results, console=console, out=out)
 
 
 @bench_app.command("pipeline")

@@ -29,23 +29,34 @@ class VisibilityOption(StrEnum):
     public = "public"
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, or one line per problem (variable, what is wrong, an example) and exit 2.
+selected_twin: str | None = None  # `twin --twin NAME ...` (or TWIN_TWIN), set by the app's callback per command
 
-    With the settings known, logging goes to the data dir's log file (and to the terminal with `twin --verbose`)."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (a named twin's own from its file), or one line per problem (variable,
+    what is wrong, an example) and exit 2. With the settings known, logging goes to the data dir's log file (and to
+    the terminal with `twin --verbose`)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from storage.errors import StorageError
     from twin.logs import configure_logging
     from twin.settings import Settings
     from twin.settings_errors import settings_problems
+    from twin.tenants import settings_for_twin
 
     try:
         settings = Settings()
+        name = selected_twin or settings.twin
+        settings = settings_for_twin(settings, name) if name else settings
     except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as error:
         for line in settings_problems(error):
             console.print(f"error: {line}", style="red", soft_wrap=True)
         raise typer.Exit(2) from None
+    except StorageError as error:
+        fail(str(error), code=2)
+        raise
     configure_logging(settings.logs_dir, verbose=verbose_requested())
     return settings
 

@@ -39,9 +39,7 @@ def platform_checks() -> dict[str, Check]:
 
 async def run_checks(settings: Settings) -> dict[str, str | None]:
     """Each configured platform: None when it works, else what is wrong; prints one line per platform."""
-    from bots.matrix import MatrixSetupError
-    from bots.slack import SlackSetupError
-    from bots.telegram import TelegramSetupError
+    from bots.base import PlatformSetupError  # each platform's setup error is one
     from twin.platforms import configured_platforms
 
     checks = platform_checks()
@@ -49,7 +47,7 @@ async def run_checks(settings: Settings) -> dict[str, str | None]:
     for name in configured_platforms(settings):
         try:
             detail = await checks[name](settings)
-        except (TelegramSetupError, SlackSetupError, MatrixSetupError) as error:
+        except PlatformSetupError as error:
             problems[name] = str(error)
             out.print(f"✗ {name}: {error}", style="red")
         else:

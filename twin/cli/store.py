@@ -17,8 +17,8 @@ from twin.cli.common import VisibilityOption, console, fail, load_settings, out,
 
 if TYPE_CHECKING:  # the stores load inside each command: `twin --help` and the quick commands start fast
     from storage.importers import ImportReport
-    from storage.models import L0Item
-    from storage.search import SearchResult
+    from storage.layers import LayeredSearcher, LayerHit
+    from storage.models import Fact, L0Item
     from twin.settings import Settings
 
 
@@ -29,17 +29,32 @@ def register_store_commands(app: typer.Typer) -> None:
         app.command()(command)
 
 
+class SearchLayer(StrEnum):
+    l0 = "l0"
+    l1 = "l1"
+    all = "all"
+
+
+class AudienceOption(StrEnum):
+    owner = "owner"
+    contact = "contact"
+    stranger = "stranger"
+
+
 class ImportFormat(StrEnum):
     auto = "auto"
     jsonl = "jsonl"
     telegram = "telegram"
     slack = "slack"
+    chatgpt = "chatgpt"
+    claude = "claude"
     notes = "notes"
 
 
 def import_command(
     path: Annotated[
-        Path, typer.Argument(help="A JSONL file, Telegram export, Slack export (folder or zip) or notes folder.")
+        Path,
+        typer.Argument(help="A JSONL file, a Telegram, Slack, ChatGPT or Claude export (folder or zip), or notes."),
     ],
     format: Annotated[ImportFormat, typer.Option("--format", "-f", help="Input format.")] = ImportFormat.auto,
     visibility: Annotated[
@@ -107,21 +122,50 @@ def _say_who_the_owner_is(report: ImportReport) -> None:
         "imports. Messages already stored become yours.", style="yellow", soft_wrap=True)
 
 
-def _result_json(result: SearchResult) -> dict:
-    item = result.item
-    return {"id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
+def _item_json(item: L0Item, score: float) -> dict:
+    return {"layer": "l0", "id": item.id, "source": item.source, "source_id": item.source_id, "chat": item.chat,
             "chat_title": item.chat_title, "kind": str(item.kind), "sender": item.sender_name,
-            "direction": item.direction, "time": item.occurred_at.isoformat(), "visibility": item.visibility,
-            "score": round(result.score, 6), "text": item.text}
+            "direction": item.direction, "time": item.occurred_at.isoformat(),
+            "visibility": item.visibility, "score": round(score, 6), "text": item.text}
+
+
+def _fact_json(fact: Fact, score: float, sources: tuple[int, ...]) -> dict:
+    return {"layer": "l1", "id": fact.id, "score": round(score, 6), "text": fact.text, "visibility": fact.visibility,
+            "confidence": fact.confidence, "origin": fact.origin, "valid_from": fact.valid_from.isoformat(),
+            "valid_to": fact.valid_to.isoformat() if fact.valid_to else None, "sources": list(sources)}
+
+
+def _hit_json(hit: LayerHit) -> dict:
+    if hit.fact is not None:
+        return _fact_json(hit.fact, hit.score, hit.sources)
+    assert hit.item is not None
+    return _item_json(hit.item, hit.score)
+
+
+def _hit_row(hit: LayerHit) -> tuple[str, ...]:
+    """A table row: an item's source, chat, sender and time; a fact's validity and the items it came from."""
+    if hit.fact is not None:
+        fact = hit.fact
+        valid = f"{fact.valid_from:%Y-%m-%d} .. {f'{fact.valid_to:%Y-%m-%d}' if fact.valid_to else 'now'}"
+        sources = "from " + ", ".join(map(str, hit.sources)) if hit.sources else fact.origin
+        return ("L1", str(fact.id), "fact", sources, fact.visibility, valid, f"{hit.score:.4f}", fact.text[:200])
+    item = hit.item
+    assert item is not None
+    return ("L0", str(item.id), item.source, chat_label(item), item.sender_name,
+            item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{hit.score:.4f}", item.text[:200])
 
 
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")] = 10,
-    chat: Annotated[str | None, typer.Option(help="Only this chat.")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only items at or after this time.")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Only items at or before this time.")] = None,
+    chat: Annotated[str | None, typer.Option(help="Only this chat (facts: those drawn from it).")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only items from this time on (facts: valid then).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only items up to this time (facts: valid then).")] = None,
     mode: Annotated[str, typer.Option(help="hybrid, lexical or dense.")] = "hybrid",
+    layer: Annotated[SearchLayer, typer.Option(help="l0 (raw memory), l1 (facts) or all.")] = SearchLayer.all,
+    audience: Annotated[
+        AudienceOption, typer.Option(help="Search only what this audience may see.")
+    ] = AudienceOption.owner,
     batch: Annotated[
         Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")
     ] = None,
@@ -130,27 +174,34 @@ def search(
         bool, typer.Option("--all", help="The twin's own replies, expert relays and /commands too.")
     ] = False,
 ) -> None:
-    """Search raw memory by words and meaning (what people said and wrote; --all: the twin's replies too)."""
+    """Search every memory layer by words and meaning: raw items (L0) and facts (L1), each hit saying its layer;
+    what people said and wrote (--all: the twin's replies, expert relays and /commands too)."""
+    from storage.facts import FactStore
+    from storage.layers import LayeredSearcher
     from storage.search import SearchScope
     from twin.app import open_twin
 
     if (query is None) == (batch is None):
         fail("give a QUERY or --batch FILE (one of the two)", 2)
     with open_twin(load_settings()) as twin:
+        searcher = LayeredSearcher(twin.searcher, FactStore(twin.store.engine))
         if batch is not None:
-            _search_batch(twin, batch, mode)
+            _search_batch(twin.twin.id, searcher, batch, mode, layer.value, audience.value)
             return
-        scope = SearchScope(twin.twin.id, chats=(chat,) if chat else None, since=since, until=until)
-        found = twin.searcher.search(query or "", scope, k=k if show_all else k * HIDDEN_HEADROOM, mode=mode)
-        results = (found if show_all else [r for r in found if said_by_people(r.item)])[:k]
+        scope = SearchScope(twin.twin.id, audience=audience.value, chats=(chat,) if chat else None,
+                            since=since, until=until)
+        try:
+            found = searcher.search(query or "", scope, k=k if show_all else k * HIDDEN_HEADROOM, mode=mode,
+                                    layer=layer.value)
+        except ValueError as error:
+            fail(str(error), 2)
+        hits = (found if show_all else [h for h in found if h.item is None or said_by_people(h.item)])[:k]
     if as_json:
-        out.print_json(json.dumps([_result_json(r) for r in results]))
+        out.print_json(json.dumps([_hit_json(hit) for hit in hits]))
         return
-    table = Table("id", "source", "chat", "sender", "time", "score", "text", show_lines=False)
-    for r in results:
-        cells = (str(r.item.id), r.item.source, chat_label(r.item), r.item.sender_name,
-                 r.item.occurred_at.strftime("%Y-%m-%d %H:%M"), f"{r.score:.4f}", r.item.text[:200])
-        table.add_row(*(Text(cell) for cell in cells))
+    table = Table("layer", "id", "source", "chat / from", "sender / visibility", "time / valid", "score", "text")
+    for hit in hits:
+        table.add_row(*(Text(cell) for cell in _hit_row(hit)))
     out.print(table)
 
 
@@ -170,7 +221,9 @@ def chat_label(item: L0Item) -> str:
     return f"{item.chat_title} ({item.chat})" if item.chat_title and item.chat_title != item.chat else item.chat
 
 
-def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinApp
+def _search_batch(
+    twin_id: int, searcher: LayeredSearcher, path: Path, mode: str, layer: str, audience: str
+) -> None:
     from storage.search import SearchScope
 
     try:
@@ -190,9 +243,9 @@ def _search_batch(twin, path: Path, mode: str) -> None:  # noqa: ANN001 - TwinAp
         requests.append(request)
     for request in requests:
         chat = request.get("chat")
-        scope = SearchScope(twin.twin.id, chats=(str(chat),) if chat else None)
-        results = twin.searcher.search(request["query"], scope, k=int(request.get("k", 10)), mode=mode)
-        sys.stdout.write(json.dumps({"query": request["query"], "results": [_result_json(r) for r in results]}) + "\n")
+        scope = SearchScope(twin_id, audience=audience, chats=(str(chat),) if chat else None)
+        hits = searcher.search(request["query"], scope, k=int(request.get("k", 10)), mode=mode, layer=layer)
+        sys.stdout.write(json.dumps({"query": request["query"], "results": [_hit_json(h) for h in hits]}) + "\n")
 
 
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
@@ -208,7 +261,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
             "twin": twin.twin.handle,
             "l0": {"total": sum(by_source.values()), "by_source": by_source},
             "l1": {"current_facts": len(facts.current(twin.twin.id)), "all_facts": len(facts.all(twin.twin.id))},
-            "vectors": {"points": twin.store.index.count(), "bytes": twin.store.index.disk_bytes()},
+            "vectors": {"points": twin.store.index.count(twin.twin.id), "bytes": twin.store.index.disk_bytes()},
             "database": {"url": _redact(settings.resolved_database_url), "bytes": _database_bytes(settings)},
             "data_dir": str(settings.data_dir),
         }
@@ -254,8 +307,15 @@ def reindex() -> None:
     out.print(f"reindexed {done} items")
 
 
-def run() -> None:
+def run(
+    twin: Annotated[str | None, typer.Option("--twin", help="Serve this named twin (same as `twin --twin NAME run`).")]
+    = None,
+) -> None:
     """Start the twin: with no platform configured, the console channel (type, or pipe lines in)."""
+    from twin.cli import common
     from twin.cli.talk import run_console
+
+    if twin is not None:
+        common.selected_twin = twin
 
     run_console(load_settings())
