@@ -6,7 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from telegram_server import TOKEN, BotAPIServer, free_port
+from support import free_port
+from telegram_server import TOKEN, BotAPIServer
 from typer.testing import CliRunner
 
 from twin.cli import app
