@@ -54,6 +54,18 @@ def default_data_dir() -> Path:
     return user_data_path("twin", appauthor=False)
 
 
+SETTINGS_FILE = "twin.toml"  # in the data dir
+
+
+def settings_file() -> Path:
+    """The TOML settings file: TWIN_CONFIG_FILE, else twin.toml in the data dir (TWIN_DATA_DIR or the default; a
+    data_dir inside the file does not move the file itself)."""
+    named = os.environ.get("TWIN_CONFIG_FILE")
+    if named:
+        return Path(named).expanduser()
+    return Path(os.environ.get("TWIN_DATA_DIR") or default_data_dir()).expanduser() / SETTINGS_FILE
+
+
 def _json_value(text: str) -> object:
     """A JSON value from an environment variable, or a ValueError saying where the JSON breaks."""
     try:
@@ -285,9 +297,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: arguments > environment > .env > TOML file named by TWIN_CONFIG_FILE."""
+        """Precedence: arguments > environment > .env > the TOML file (TWIN_CONFIG_FILE, else the data dir's
+        twin.toml that `twin init` writes, when there is one)."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
-        config_file = os.environ.get("TWIN_CONFIG_FILE")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        config_file = settings_file()
+        if os.environ.get("TWIN_CONFIG_FILE") or config_file.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)

@@ -12,6 +12,7 @@ from twin.cli.backup import register_backup_commands
 from twin.cli.bench import bench_app
 from twin.cli.common import fail, request_verbose
 from twin.cli.forget import forget
+from twin.cli.init import init
 from twin.cli.llm import llm_app
 from twin.cli.memory import register_memory_commands
 from twin.cli.platforms import doctor
@@ -28,6 +29,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(twins_app, name="twins")
 app.add_typer(llm_app, name="llm")
 app.add_typer(people_app, name="people")
+app.command()(init)
 app.command()(chat)
 app.command()(ask)
 register_store_commands(app)
