@@ -205,29 +205,18 @@ def save_atomically(trainer: Any, building: Path, output: Path) -> None:  # noqa
     os.rename(building, output)
 
 
-def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
-    """Train and write the adapter folder atomically (the child's body)."""
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+MakeTrainer = Callable[[list[dict[str, Any]], Path, list[float]], Any]  # (rows, folder, losses) -> a TRL trainer
 
+
+def train_in_child(base: Path, data: Path, output: Path, recipe: Recipe, make_trainer: MakeTrainer) -> None:
+    """A child's body: read the rows, train, write the adapter folder atomically, emit start and done events."""
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
     building = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     started = time.perf_counter()
     losses: list[float] = []
     try:
         _emit(event="start", step=0, total=recipe.max_steps)
-        fresh = recipe.init_adapter is None
-        trainer = SFTTrainer(
-            model=load_model(base, recipe),
-            args=SFTConfig(**trainer_args(recipe, building)),
-            train_dataset=Dataset.from_list(rows),  # prompt/completion: the loss is on the completion only
-            processing_class=AutoTokenizer.from_pretrained(base),
-            peft_config=LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, target_modules=TARGET_MODULES,
-                                   lora_dropout=0.0, task_type="CAUSAL_LM") if fresh else None,
-            callbacks=[reporting_callback(losses, recipe.budget_seconds)],
-        )
+        trainer = make_trainer(rows, building, losses)
         training_started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - training_started
@@ -240,14 +229,41 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
           recipe=asdict(recipe) | {"target_modules": TARGET_MODULES, "base": str(base)})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="LoRA SFT of one adapter (run by the twin in a child process).")
+def child_main(description: str, data_help: str, run: Callable[[Path, Path, Path, Recipe], None],
+               argv: Sequence[str] | None = None) -> None:
+    """The command line of a training child (`--base --data --output --recipe`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--base", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="JSONL rows with prompt and completion")
+    parser.add_argument("--data", type=Path, required=True, help=data_help)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--recipe", type=json.loads, required=True)
     args = parser.parse_args(argv)
     run(args.base, args.data, args.output, Recipe(**args.recipe))
+
+
+def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
+    """LoRA SFT on prompt/completion rows (the loss is on the completion only), or continuing an adapter."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    def make_trainer(rows: list[dict[str, Any]], building: Path, losses: list[float]) -> SFTTrainer:
+        fresh = recipe.init_adapter is None
+        return SFTTrainer(
+            model=load_model(base, recipe), args=SFTConfig(**trainer_args(recipe, building)),
+            train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base),
+            peft_config=LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, target_modules=TARGET_MODULES,
+                                   lora_dropout=0.0, task_type="CAUSAL_LM") if fresh else None,
+            callbacks=[reporting_callback(losses, recipe.budget_seconds)],
+        )
+
+    train_in_child(base, data, output, recipe, make_trainer)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    child_main("LoRA SFT of one adapter (run by the twin in a child process).",
+               "JSONL rows with prompt and completion", run, argv)
 
 
 if __name__ == "__main__":
