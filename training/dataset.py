@@ -48,7 +48,7 @@ def _chat_items(engine: Engine, twin_id: int, audience: str) -> Iterator[list[L0
         select(L0Item)
         .where(L0Item.twin_id == twin_id, L0Item.kind == ItemKind.message,
                L0Item.visibility.in_(AUDIENCE_VISIBILITY[audience]))
-        .order_by(L0Item.source, L0Item.chat, L0Item.occurred_at, L0Item.id)
+        .order_by(L0Item.source, L0Item.chat, L0Item.id)  # arrival order, as the serving history reads it
     )
     with Session(engine) as session:
         rows = session.scalars(query.execution_options(yield_per=2000))

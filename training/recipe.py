@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from core.endpoints import ModelEndpoint
 
 CotStyle = Literal["none", "weak", "multistep", "strong"]
 TASKS = ("memory_owner", "memory_others", "enhance", "critique")  # the paper's four tasks
-AudienceVisibility = Literal["private", "contacts", "public"]
 
 PRESETS: dict[str, dict[str, object]] = {
     "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 2e-4, "epochs": 4,
@@ -24,18 +25,6 @@ PRESETS: dict[str, dict[str, object]] = {
             "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0, "dpo_pairs": 4000,
             "phrasings_per_fact": 8, "memory_share": 0.5},
 }
-
-
-class ModelEndpoint(BaseModel):
-    """A teacher or judge: any OpenAI-compatible endpoint, and the most private memory it may receive."""
-
-    url: str = Field(description="OpenAI-compatible /v1 base URL.")
-    model: str
-    api_key: SecretStr | None = None
-    visibility: AudienceVisibility = Field(
-        default="public", description="The most private memory it may receive: private, contacts or public."
-    )
-    timeout: float = Field(default=120.0, gt=0)
 
 
 class CotSettings(BaseModel):

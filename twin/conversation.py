@@ -12,6 +12,7 @@ import httpx
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.audience import AudienceResolver, owner_accounts
 from core.drafts import DraftForgetting, Drafts
+from core.endpoints import ModelEndpoint
 from core.experts import Expert
 from core.forgetting import ForgetConversation, Forgetter
 from core.indexer import BackgroundIndexer
@@ -35,7 +36,7 @@ from storage.training import AUDIENCES, TrainingStore
 from twin.app import TwinApp
 from twin.l2 import load_serving, training_forgetting
 from twin.scheduler import run_retrain_now
-from twin.settings import ExpertSettings, Settings
+from twin.settings import Settings
 
 CONSOLE_HISTORY = "console_history"  # twin.cli.line_editor keeps the console's history there
 EXPERT_AUDIENCE = {"public": "stranger", "contacts": "contact", "private": "owner"}
@@ -73,7 +74,7 @@ def _http(url: str, key: str | None, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=timeout)
 
 
-def _expert(name: str, config: ExpertSettings, http: httpx.AsyncClient) -> Expert:
+def _expert(name: str, config: ModelEndpoint, http: httpx.AsyncClient) -> Expert:
     client = OpenAIChatClient(http, default_model=config.model, max_tokens=1024)
     return Expert(name=name, model=config.model, client=client, audience=EXPERT_AUDIENCE[config.visibility])
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
+from core.endpoints import ModelEndpoint
 from core.llm import OpenAIChatClient
 from core.training_commands import Notify, tell_requesters
 from serving.endpoint import LLMServerError
@@ -24,7 +25,6 @@ from storage.training import AUDIENCES, Adapter, StoredSample, TrainingStore
 from storage.training_forgetting import TrainingForgetting
 from training.evaluation import JudgeRun
 from training.loop import RetrainDeps, RetrainOutcome, Teach, retrain
-from training.recipe import ModelEndpoint
 from twin.app import TwinApp
 from twin.settings import Settings
 

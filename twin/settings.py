@@ -17,21 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.endpoints import ModelEndpoint, VisibilityName
 from training.recipe import TrainingRecipe
-
-Visibility = Literal["private", "contacts", "public"]
-
-
-class ExpertSettings(BaseModel):
-    """One expert model the twin may relay questions to, and what of the owner it may see."""
-
-    url: str = Field(description="OpenAI-compatible /v1 base URL.")
-    model: str
-    api_key: SecretStr | None = None
-    visibility: Visibility = Field(
-        default="public", description="The most private memory this expert may receive: public or contacts."
-    )
-    timeout: float = Field(default=120.0, gt=0)
 
 
 class SchedulerConfig(BaseModel):
@@ -120,7 +107,7 @@ class Settings(BaseSettings):
         description="The owner's ids in imports and on platforms (comma-separated or a JSON list), "
         "e.g. telegram:12345,slack:U01ADA",
     )
-    default_visibility: Visibility = "private"
+    default_visibility: VisibilityName = "private"
 
     # L2: the language model, always reached through an OpenAI-compatible API (vLLM).
     llm_url: str | None = Field(
@@ -163,7 +150,7 @@ class Settings(BaseSettings):
         description='The training recipe (JSON), e.g. {"preset": "gpu"} or {"budget_minutes": 10, "dpo": false, '
         '"teacher": {"url": "http://gpu:8000/v1", "model": "Qwen2.5-7B-Instruct", "visibility": "private"}}.',
     )
-    experts: dict[str, ExpertSettings] = Field(
+    experts: dict[str, ModelEndpoint] = Field(
         default_factory=dict,
         description='Expert models by name (JSON), e.g. {"gpt": {"url": "https://.../v1", "model": "gpt-4o", '
         '"api_key": "...", "visibility": "public"}}.',

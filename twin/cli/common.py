@@ -29,6 +29,12 @@ class VisibilityOption(StrEnum):
     public = "public"
 
 
+class AudienceOption(StrEnum):
+    owner = "owner"
+    contact = "contact"
+    stranger = "stranger"
+
+
 selected_twin: str | None = None  # `twin --twin NAME ...` (or TWIN_TWIN), set by the app's callback per command
 
 

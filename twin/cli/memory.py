@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from twin.cli.common import out
+from twin.cli.common import AudienceOption, VisibilityOption, out
 from twin.cli.jobs import jobs
 
 if TYPE_CHECKING:  # the stores load inside each command: `twin --help` starts fast
@@ -17,18 +16,6 @@ if TYPE_CHECKING:  # the stores load inside each command: `twin --help` starts f
 
 facts_app = typer.Typer(help="Facts the twin keeps about its owner (L1).", invoke_without_command=True)
 profile_app = typer.Typer(help="The owner's bio, status bio and topics (L1).", invoke_without_command=True)
-
-
-class Level(StrEnum):
-    private = "private"
-    contacts = "contacts"
-    public = "public"
-
-
-class Audience(StrEnum):
-    owner = "owner"
-    contact = "contact"
-    stranger = "stranger"
 
 
 def register_memory_commands(app: typer.Typer) -> None:
@@ -81,7 +68,7 @@ def facts_list(
 @facts_app.command("set-visibility")
 def facts_set_visibility(
     fact_id: Annotated[int, typer.Argument(help="The fact's id (`twin facts`).")],
-    level: Annotated[Level, typer.Argument(help="private (owner only), contacts or public.")],
+    level: Annotated[VisibilityOption, typer.Argument(help="private (owner only), contacts or public.")],
 ) -> None:
     """Decide who may see a fact; the twin's own inference will not change it afterwards."""
     from storage.errors import StorageError
@@ -100,7 +87,7 @@ def facts_set_visibility(
 
 def remember(
     text: Annotated[str, typer.Argument(help="The fact, as you would say it.")],
-    visibility: Annotated[Level, typer.Option(help="Who may see it.")] = Level.private,
+    visibility: Annotated[VisibilityOption, typer.Option(help="Who may see it.")] = VisibilityOption.private,
 ) -> None:
     """Remember a fact about the owner (private unless --visibility says otherwise)."""
     from storage.facts import FactStore, NewFact
@@ -119,7 +106,9 @@ def remember(
 @profile_app.callback()
 def profile_show(
     ctx: typer.Context,
-    audience: Annotated[Audience, typer.Option(help="Show the profile as this audience sees it.")] = Audience.owner,
+    audience: Annotated[
+        AudienceOption, typer.Option(help="Show the profile as this audience sees it.")
+    ] = AudienceOption.owner,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the active profile: global bio, status bio, topics, and the facts count."""

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from twin.cli.common import VisibilityOption, console, fail, load_settings, out, progress_bar
+from twin.cli.common import AudienceOption, VisibilityOption, console, fail, load_settings, out, progress_bar
 
 if TYPE_CHECKING:  # the stores load inside each command: `twin --help` and the quick commands start fast
     from storage.importers import ImportReport
@@ -33,12 +33,6 @@ class SearchLayer(StrEnum):
     l0 = "l0"
     l1 = "l1"
     all = "all"
-
-
-class AudienceOption(StrEnum):
-    owner = "owner"
-    contact = "contact"
-    stranger = "stranger"
 
 
 class ImportFormat(StrEnum):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -11,15 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from storage.errors import StorageError
+from twin.cli.common import AudienceOption
 
 adapters_app = typer.Typer(help="The trained LoRA adapters: which serves whom, rollback, withdrawal.",
                            no_args_is_help=True)
-
-
-class AudienceOption(StrEnum):
-    owner = "owner"
-    contact = "contact"
-    stranger = "stranger"
 
 
 @adapters_app.command("list")
