@@ -23,6 +23,9 @@ STARTED = ("Retraining is queued: in the background I will turn what I know into
            "you, for you and for others, expert requests and critiques, your own replies), filter them, train new "
            "adapters (SFT, then DPO), test each against the one serving now and switch only to one that is not "
            "worse. It takes a while on a CPU; keep talking meanwhile: I will tell you the outcome here.")
+CHAT_STAGES = ("SFT on ", "DPO on ", "evaluating ")  # the stages of training.loop the owner hears of
+AUDIENCE_NAMES = {"owner": "your own adapter", "contact": "the adapter for your contacts",
+                  "stranger": "the adapter for strangers"}
 UNAVAILABLE = "Retraining is not set up in this deployment (twin train does it from the command line)."
 
 
@@ -68,9 +71,21 @@ def outcome_notice(messages: Sequence[str]) -> str:
 
 async def tell_requesters(chats: Sequence[tuple[str, str]], messages: Sequence[str], notify: Notify) -> None:
     """Send the outcome to every chat that asked; a chat that cannot be reached is logged, not raised."""
-    text = outcome_notice(messages)
+    await tell_chats(chats, outcome_notice(messages), notify)
+
+
+def status_notice(audience: str, stage: str) -> str | None:
+    """A short line for the chats that asked as the run starts one of its long stages (SFT, DPO, the evaluation),
+    or None for the quick ones in between: three lines per audience, not a log."""
+    if not stage.startswith(CHAT_STAGES) or stage.startswith("evaluating with"):
+        return None
+    return f"Retraining {AUDIENCE_NAMES.get(audience, audience)}: {stage}."
+
+
+async def tell_chats(chats: Sequence[tuple[str, str]], text: str, notify: Notify) -> None:
+    """Send one message to every chat; one that cannot be reached is logged, never raised: training goes on."""
     for platform, chat_id in chats:
         try:
             await notify(platform, chat_id, text)
-        except Exception:  # noqa: BLE001 - the retrain is done either way; the log says why nobody heard
-            log.exception("could not tell %s/%s the retrain's outcome", platform, chat_id)
+        except Exception:  # noqa: BLE001 - the retrain goes on either way; the log says why nobody heard
+            log.exception("could not tell %s/%s about the retrain", platform, chat_id)

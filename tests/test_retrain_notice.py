@@ -90,3 +90,35 @@ def test_a_telegram_chat_hears_the_outcome_of_its_retrain(twin_env: Path, bot_ap
     assert FINISHED in texts[-1]
     with open_twin(Settings()) as app:  # the chat was recorded with the request the job took
         assert RetrainRequests(app.store.engine).asked_from(app.twin.id) == [("telegram", str(owner_chat))]
+
+
+def test_the_chat_that_asked_hears_each_long_stage_as_it_starts(twin_env: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The stages the loop reports from its training thread reach the asking chat in order, before the outcome;
+    the quick ones in between stay in the log."""
+    import twin.l2 as l2
+    from training.run import RetrainOutcome
+
+    stages = ["synthesizing samples", "selecting samples", "SFT on 184 samples (92 steps at most)",
+              "DPO on 48 pairs (6 steps at most)", "evaluating 3 models on 106 probes",
+              "evaluating with retrieval (serving prompts)"]
+
+    def training(app, audience: str, *, stage, **options) -> RetrainOutcome:  # noqa: ANN001, ARG001
+        for text in stages:  # what training.loop.retrain says, from the thread the job trains on
+            stage(text)
+        return RetrainOutcome(audience, "kept", f"{audience}: the serving adapter stays.")
+
+    monkeypatch.setattr(l2, "retrain_one_at_a_time", training)
+    sent: list[tuple[str, str, str]] = []
+
+    async def notify(platform: str, chat_id: str, text: str) -> None:
+        sent.append((platform, chat_id, text))
+
+    with open_twin(Settings()) as app:
+        RetrainRequests(app.store.engine).request(app.twin.id, "/retrain", ["owner"], reply_to=("telegram", "42"))
+        asyncio.run(l2.retrain_runner(app, notify)())
+    assert [chat for *chat, _ in sent] == [["telegram", "42"]] * 4
+    texts = [text for *_, text in sent]
+    assert texts[:3] == ["Retraining your own adapter: SFT on 184 samples (92 steps at most).",
+                         "Retraining your own adapter: DPO on 48 pairs (6 steps at most).",
+                         "Retraining your own adapter: evaluating 3 models on 106 probes."]
+    assert texts[3].startswith(FINISHED) and "the serving adapter stays" in texts[3]

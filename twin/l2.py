@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from core.endpoints import ModelEndpoint
 from core.llm import OpenAIChatClient
-from core.training_commands import Notify, tell_requesters
+from core.training_commands import Notify, status_notice, tell_chats, tell_requesters
 from serving.endpoint import LLMServerError
 from serving.files import file_lock
 from serving.server import ManagedVLLM
@@ -234,13 +234,20 @@ def training_forgetting(app: TwinApp, wake: Wake | None = None) -> TrainingForge
 def retrain_runner(app: TwinApp, notify: Notify | None = None) -> Callable[[], Awaitable[list[RetrainOutcome]]]:
     """What the scheduler's retrain job runs: a pending request's audiences (always), or a weekly routine run
     of every audience that has something new; training is in a child process, off the event loop. With `notify`,
-    the chats that asked for the run (/retrain) hear its outcome."""
+    the chats that asked for the run (/retrain) hear each stage as it starts, in a short line, and the outcome."""
     requests = RetrainRequests(app.store.engine)
 
-    def run() -> list[RetrainOutcome]:
+    def run(loop: asyncio.AbstractEventLoop) -> list[RetrainOutcome]:
         audiences, only_if_new = requests.take(app.twin.id, ROUTINE_EVERY)
         wanted = list(AUDIENCES) if audiences is None else audiences or []
-        outcomes = [retrain_one_at_a_time(app, audience, only_if_new=only_if_new) for audience in wanted]
+        chats = requests.asked_from(app.twin.id) if notify is not None and wanted else []
+        outcomes = []
+        for audience in wanted:
+            def stage(text: str, audience: str = audience) -> None:  # on the training thread: post, never wait
+                log.info("retrain %s: %s", audience, text)
+                if chats and notify is not None and (notice := status_notice(audience, text)) is not None:
+                    asyncio.run_coroutine_threadsafe(tell_chats(chats, notice, notify), loop)
+            outcomes.append(retrain_one_at_a_time(app, audience, only_if_new=only_if_new, stage=stage))
         for outcome in outcomes:
             log.info("retrain %s: %s", outcome.audience, outcome.message)
         if outcomes:
@@ -249,7 +256,7 @@ def retrain_runner(app: TwinApp, notify: Notify | None = None) -> Callable[[], A
         return outcomes
 
     async def runner() -> list[RetrainOutcome]:
-        outcomes = await asyncio.to_thread(run)
+        outcomes = await asyncio.to_thread(run, asyncio.get_running_loop())
         if notify is not None and outcomes:
             chats = await asyncio.to_thread(requests.asked_from, app.twin.id)
             await tell_requesters(chats, [outcome.message for outcome in outcomes], notify)
