@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -105,10 +106,17 @@ class L0Forgetting:
 
     def purge(self) -> None:
         """Make deleted bytes unreadable: vector segments vacuumed, SQLite WAL folded and truncated, PG vacuumed."""
-        self.store.index.compact()
-        engine = self.store.engine
-        if engine.dialect.name == "sqlite":
-            checkpoint(engine)
-            return
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM FULL l0_items")  # rewrites the table: dead tuples leave the files
+        purge_deleted(self.store, ["l0_items"])
+
+
+def purge_deleted(store: MemoryStore, tables: Iterable[str]) -> None:
+    """Deleted bytes made unreadable: vector segments rewritten, SQLite's WAL folded and truncated (secure_delete
+    is on), PostgreSQL's tables rewritten with VACUUM FULL (dead tuples leave the files)."""
+    store.index.compact()
+    engine = store.engine
+    if engine.dialect.name == "sqlite":
+        checkpoint(engine)
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in sorted(tables):
+            connection.exec_driver_sql(f'VACUUM FULL "{table}"')

@@ -16,9 +16,8 @@ from pathlib import Path
 from sqlalchemy import Engine, MetaData
 
 from core.forgetting import Forgetter
-from storage.database import checkpoint
 from storage.errors import StorageError
-from storage.forget import ForgetQuery, L0Forgetting
+from storage.forget import ForgetQuery, L0Forgetting, purge_deleted
 from storage.l1_forgetting import L1Forgetting
 from storage.training import TrainingStore
 from storage.training_forgetting import TrainingForgetting
@@ -57,7 +56,7 @@ def delete_twin(app: TwinApp) -> RemovalReport:
         _remove_adapter_files(Path(adapter.path))
     unload(app.settings, [adapter.name for adapter in adapters])
     rows = _delete_rows(engine, twin_id)
-    _purge(app, rows)
+    purge_deleted(app.store, rows)
     return RemovalReport(forgotten.items, rows, [adapter.name for adapter in adapters], _remove_files(app))
 
 
@@ -84,18 +83,6 @@ def _delete_rows(engine: Engine, twin_id: int) -> dict[str, int]:
         twins = tables.tables["twins"]
         removed["twins"] = connection.execute(twins.delete().where(twins.c.id == twin_id)).rowcount
     return removed
-
-
-def _purge(app: TwinApp, rows: dict[str, int]) -> None:
-    """Deleted bytes made unreadable: vector segments rewritten, SQLite's WAL folded, PostgreSQL's tables rewritten."""
-    app.store.index.compact()
-    engine = app.store.engine
-    if engine.dialect.name == "sqlite":
-        checkpoint(engine)
-        return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in sorted(rows):
-            connection.exec_driver_sql(f'VACUUM FULL "{table}"')
 
 
 def _remove_files(app: TwinApp) -> list[str]:
