@@ -244,7 +244,7 @@ def retrain_runner(app: TwinApp, notify: Notify | None = None) -> Callable[[], A
         outcomes = []
         for audience in wanted:
             def stage(text: str, audience: str = audience) -> None:  # on the training thread: post, never wait
-                log.info("retrain %s: %s", audience, text)
+                log.info("retraining %s: %s", audience, text)
                 if chats and notify is not None and (notice := status_notice(audience, text)) is not None:
                     asyncio.run_coroutine_threadsafe(tell_chats(chats, notice, notify), loop)
             outcomes.append(retrain_one_at_a_time(app, audience, only_if_new=only_if_new, stage=stage))
