@@ -62,7 +62,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 deps.extra_indirect = indirect
                 started = time.perf_counter()
                 outcome = retrain(deps, audience, deploy=False,
-                                  stage=lambda text, a=audience: console.print(f"{a}: {text}"))
+                                  stage=lambda text, a=audience, **_: console.print(f"{a}: {text}"))
                 serving_mode = {}
                 if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
                     console.print(f"{audience}: evaluating with retrieval (serving prompts)")

@@ -23,7 +23,6 @@ STARTED = ("Retraining is queued: in the background I will turn what I know into
            "you, for you and for others, expert requests and critiques, your own replies), filter them, train new "
            "adapters (SFT, then DPO), test each against the one serving now and switch only to one that is not "
            "worse. It takes a while on a CPU; keep talking meanwhile: I will tell you the outcome here.")
-CHAT_STAGES = ("SFT on ", "DPO on ", "evaluating ")  # the stages of training.loop the owner hears of
 AUDIENCE_NAMES = {"owner": "your own adapter", "contact": "the adapter for your contacts",
                   "stranger": "the adapter for strangers"}
 UNAVAILABLE = "Retraining is not set up in this deployment (twin train does it from the command line)."
@@ -74,11 +73,8 @@ async def tell_requesters(chats: Sequence[tuple[str, str]], messages: Sequence[s
     await tell_chats(chats, outcome_notice(messages), notify)
 
 
-def status_notice(audience: str, stage: str) -> str | None:
-    """A short line for the chats that asked as the run starts one of its long stages (SFT, DPO, the evaluation),
-    or None for the quick ones in between: three lines per audience, not a log."""
-    if not stage.startswith(CHAT_STAGES) or stage.startswith("evaluating with"):
-        return None
+def status_notice(audience: str, stage: str) -> str:
+    """A short line for the chats that asked, as the run starts one of its long stages (SFT, DPO, the evaluation)."""
     return f"Retraining {AUDIENCE_NAMES.get(audience, audience)}: {stage}."
 
 

@@ -98,13 +98,13 @@ def test_the_chat_that_asked_hears_each_long_stage_as_it_starts(twin_env: Path, 
     import twin.l2 as l2
     from training.run import RetrainOutcome
 
-    stages = ["synthesizing samples", "selecting samples", "SFT on 184 samples (92 steps at most)",
-              "DPO on 48 pairs (6 steps at most)", "evaluating 3 models on 106 probes",
-              "evaluating with retrieval (serving prompts)"]
+    stages = [("synthesizing samples", False), ("selecting samples", False),
+              ("SFT on 184 samples (92 steps at most)", True), ("DPO on 48 pairs (6 steps at most)", True),
+              ("evaluating 3 models on 106 probes", True), ("judging", False)]
 
     def training(app, audience: str, *, stage, **options) -> RetrainOutcome:  # noqa: ANN001, ARG001
-        for text in stages:  # what training.loop.retrain says, from the thread the job trains on
-            stage(text)
+        for text, long in stages:  # what training.loop.retrain says, from the thread the job trains on
+            stage(text, long=long)
         return RetrainOutcome(audience, "kept", f"{audience}: the serving adapter stays.")
 
     monkeypatch.setattr(l2, "retrain_one_at_a_time", training)

@@ -407,7 +407,9 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
             facts.add(twin.twin.id, NewFact(text, origin=FactOrigin.owner, visibility=Visibility.public))
         deps = retrain_deps(twin, teacher=False)
         deps.deploy = lambda adapter: deployed.append(adapter.name)
-        good = retrain(deps, "owner", recipe=recipe)
+        stages: list[tuple[str, bool]] = []
+        good = retrain(deps, "owner", recipe=recipe,
+                       stage=lambda text, *, long=False: stages.append((text.split(" ")[0], long)))
         # another rank cannot continue the serving adapter: a fresh one, barely trained, knows less than it
         weak = retrain(deps, "owner", recipe=recipe.model_copy(update={"epochs": 0.05, "dpo": False, "rank": 8,
                                                                        "alpha": 16, "sft_learning_rate": 1e-6}))
@@ -417,6 +419,7 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     print("\nthe loop on 4 facts:", {name: {k: v for k, v in row.items() if k != "counts"}
                                      for name, row in figures.items()}, good.metrics["timings"])
     assert figures["base"]["recall_topic"] < 0.2  # the base model does not know Ada
+    assert [text for text, long in stages if long] == ["SFT", "DPO", "evaluating"]  # what /retrain's chat hears
     assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
     assert good.metrics["training"]["dpo"] and "sft+dpo" in figures  # DPO ran, continuing the SFT adapter
     assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]

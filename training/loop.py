@@ -23,7 +23,7 @@ from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapt
 from training.gate import choose, compare
 from training.probes import sync
 from training.recipe import TrainingRecipe
-from training.run import MIN_SAMPLES, RetrainDeps, RetrainOutcome, Run, Stage, Teach
+from training.run import MIN_SAMPLES, RetrainDeps, RetrainOutcome, Run, Stage, Teach, no_stage
 from training.sft import Progress, TrainingFailed
 from training.stages import cards_of, evaluate, select, synthesize, train
 
@@ -59,7 +59,7 @@ def retrain(deps: RetrainDeps, audience: str, *, deploy: bool = True, only_if_ne
             progress: Progress | None = None, stage: Stage | None = None,
             recipe: TrainingRecipe | None = None) -> RetrainOutcome:
     """Run the whole loop for one audience; deploy the result only if it is not worse than what serves now."""
-    run = Run(deps, audience, recipe or deps.recipe, stage or (lambda _text: None), progress)
+    run = Run(deps, audience, recipe or deps.recipe, stage or no_stage, progress)
     began = time.perf_counter()
     run.stage("synthesizing samples")
     out, probes, inputs = synthesize(run)

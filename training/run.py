@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from storage.facts import FactStore
 from storage.training import Adapter, TrainingStore
@@ -20,7 +20,17 @@ from training.sft import Progress
 
 MIN_SAMPLES = 8
 Teach = Callable[[list[FactCard], str], tuple[dict[int, list[str]], dict[int, list[str]], dict[int, str]]]
-Stage = Callable[[str], None]  # a short status line per stage (the terminal's bar, the owner's chat)
+
+
+class Stage(Protocol):
+    """A short status line as the run starts a stage (the terminal's bar, the owner's chat); `long` marks the
+    stages that take minutes (SFT, DPO, the evaluation): those the owner hears of in chat."""
+
+    def __call__(self, text: str, *, long: bool = False) -> None: ...
+
+
+def no_stage(text: str, *, long: bool = False) -> None:
+    """A run nobody watches."""
 
 
 @dataclass

@@ -133,7 +133,7 @@ def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: 
                         budget_seconds=sft_budget, init_adapter=init.path if init else None, bf16=recipe.bf16)
     sft_path = folder / f".{name}.sft"
     began = time.perf_counter()
-    run.stage(f"SFT on {len(sft_rows)} samples ({sft_recipe.max_steps} steps at most)")
+    run.stage(f"SFT on {len(sft_rows)} samples ({sft_recipe.max_steps} steps at most)", long=True)
     sft = train_adapter(base, [{"prompt": s.prompt, "completion": [{"role": "assistant", "content": s.completion}]}
                                for s in sft_rows], sft_path, sft_recipe, progress=run.progress)
     run.timed("sft", began)
@@ -145,7 +145,7 @@ def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: 
     dpo_recipe = replace(sft_recipe, max_steps=_steps(len(pair_rows), 1, recipe.batch_size),
                          learning_rate=recipe.dpo_learning_rate, budget_seconds=left, beta=recipe.dpo_beta)
     dpo_path = folder / f".{name}.dpo"
-    run.stage(f"DPO on {len(pair_rows)} pairs ({dpo_recipe.max_steps} steps at most)")
+    run.stage(f"DPO on {len(pair_rows)} pairs ({dpo_recipe.max_steps} steps at most)", long=True)
     dpo = train_dpo(base, sft_path, [pair_row(p.prompt, p.completion, p.meta["rejected"]) for p in pair_rows],
                     dpo_path, dpo_recipe, progress=run.progress)
     run.timed("dpo", began)
@@ -166,7 +166,7 @@ def evaluate(run: Run, base: str, name: str, sft_path: Path, dpo_path: Path | No
     if dpo_path is not None:
         models.append(ModelUnderTest("sft+dpo", str(dpo_path)))
     began = time.perf_counter()
-    run.stage(f"evaluating {len(models)} models on {len(probes)} probes")
+    run.stage(f"evaluating {len(models)} models on {len(probes)} probes", long=True)
     result = evaluate_weights(base, models, probes, inputs["voice"], version, [c.key for c in inputs["hidden"]],
                               progress=run.progress)
     if deps.judge is not None:

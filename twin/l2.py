@@ -237,28 +237,27 @@ def retrain_runner(app: TwinApp, notify: Notify | None = None) -> Callable[[], A
     the chats that asked for the run (/retrain) hear each stage as it starts, in a short line, and the outcome."""
     requests = RetrainRequests(app.store.engine)
 
-    def run(loop: asyncio.AbstractEventLoop) -> list[RetrainOutcome]:
+    def run(loop: asyncio.AbstractEventLoop) -> tuple[list[RetrainOutcome], list[tuple[str, str]]]:
         audiences, only_if_new = requests.take(app.twin.id, ROUTINE_EVERY)
         wanted = list(AUDIENCES) if audiences is None else audiences or []
         chats = requests.asked_from(app.twin.id) if notify is not None and wanted else []
         outcomes = []
         for audience in wanted:
-            def stage(text: str, audience: str = audience) -> None:  # on the training thread: post, never wait
+            def stage(text: str, audience: str = audience, *, long: bool = False) -> None:  # the training thread
                 log.info("retraining %s: %s", audience, text)
-                if chats and notify is not None and (notice := status_notice(audience, text)) is not None:
-                    asyncio.run_coroutine_threadsafe(tell_chats(chats, notice, notify), loop)
+                if long and chats and notify is not None:  # posted to the event loop, never waited on
+                    asyncio.run_coroutine_threadsafe(tell_chats(chats, status_notice(audience, text), notify), loop)
             outcomes.append(retrain_one_at_a_time(app, audience, only_if_new=only_if_new, stage=stage))
         for outcome in outcomes:
             log.info("retrain %s: %s", outcome.audience, outcome.message)
         if outcomes:
             requests.record_outcomes(app.twin.id, [{"audience": o.audience, "status": o.status,
                                                     "message": o.message} for o in outcomes])
-        return outcomes
+        return outcomes, chats
 
     async def runner() -> list[RetrainOutcome]:
-        outcomes = await asyncio.to_thread(run, asyncio.get_running_loop())
+        outcomes, chats = await asyncio.to_thread(run, asyncio.get_running_loop())
         if notify is not None and outcomes:
-            chats = await asyncio.to_thread(requests.asked_from, app.twin.id)
             await tell_requesters(chats, [outcome.message for outcome in outcomes], notify)
         return outcomes
 

@@ -97,7 +97,7 @@ def train(
         for name in AUDIENCES[audience.value]:
             task = bar.add_task(f"{name}: starting", total=None)
 
-            def stage(text: str, task: int = task, name: str = name) -> None:
+            def stage(text: str, task: int = task, name: str = name, *, long: bool = False) -> None:  # noqa: ARG001
                 bar.update(task, description=f"{name}: {text}", completed=0, total=None)
 
             def advance(step: int, total: int, loss: float | None, task: int = task) -> None:
