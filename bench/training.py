@@ -43,8 +43,9 @@ def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[s
 
 
 def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
-                       console: Console, out: Console) -> dict[str, Any]:
-    """Seed a fresh twin, train the owner and the public adapter, print and record the figures."""
+                       console: Console, out: Console,
+                       audiences: tuple[str, ...] = (Audience.owner, Audience.stranger)) -> dict[str, Any]:
+    """Seed a fresh twin, train the owner's and/or the public adapter, print and record the figures."""
     from training.loop import retrain
     from twin.app import open_twin
     from twin.l2 import evaluate_adapter, retrain_deps
@@ -57,7 +58,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                             training={"budget_minutes": budget_minutes, "dpo": dpo})
         with open_twin(settings) as app:
             indirect = seed_owner(app, data, Path(tmp))
-            for audience in (Audience.owner, Audience.stranger):
+            for audience in audiences:
                 deps = retrain_deps(app, deploy=False, teacher=False)
                 deps.extra_indirect = indirect
                 started = time.perf_counter()

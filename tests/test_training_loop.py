@@ -165,12 +165,15 @@ def test_a_superseded_value_counts_as_wrong(store: MemoryStore, twin: Twin, fact
 
 def test_the_gate_refuses_leaks_and_regressions_and_prefers_dpo_only_when_not_worse() -> None:
     recipe = TrainingRecipe()
-    serving = {"recall_topic": 0.8, "json_valid": 1.0, "voice_nll": 2.0, "leaks": 0}
+    serving = {"recall_topic": 0.8, "json_valid": 1.0, "voice_nll": 2.0, "voice_replies": 6, "leaks": 0}
     assert compare({**serving, "recall_topic": 0.9}, serving, recipe).deploy
     assert not compare({**serving, "leaks": 1}, serving, recipe).deploy
     assert "recall fell" in compare({**serving, "recall_topic": 0.6}, serving, recipe).reason
     assert "JSON" in compare({**serving, "json_valid": 0.5}, serving, recipe).reason
-    assert "voice" in compare({**serving, "voice_nll": 2.5}, serving, recipe).reason
+    assert "voice got worse" in compare({**serving, "voice_nll": 2.5}, serving, recipe).reason
+    # one held-out reply's likelihood is noise: it is reported, and it does not hold back what recall gained
+    few = compare({**serving, "recall_topic": 1.0, "voice_nll": 2.5, "voice_replies": 1}, serving, recipe)
+    assert few.deploy and "voice not weighed: 1 held-out replies, fewer than 5" in few.reason
     assert choose(serving, {**serving, "recall_topic": 0.85}, recipe)[0] == "dpo"
     assert choose(serving, {**serving, "recall_topic": 0.5}, recipe)[0] == "sft"
     assert choose(serving, None, recipe)[0] == "sft"

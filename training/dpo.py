@@ -2,7 +2,10 @@
 
 Rows are TRL's conversational preference format: prompt (chat messages), chosen and rejected (one assistant
 message each). The SFT adapter is loaded trainable and is its own reference (TRL keeps a frozen copy of it, no
-second model in memory). Events and the atomic folder are those of training.sft.
+second model in memory). The loss adds the chosen answers' NLL to DPO's (recipe.sft_weight; RPO, Pang et al. 2024):
+DPO alone lowers the chosen answer's likelihood too when chosen and rejected differ in a few tokens, and on the
+bundled model that cost the recall and the JSON that SFT had taught. Events and the atomic folder are those of
+training.sft.
 """
 
 from __future__ import annotations
@@ -47,12 +50,20 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
 
     def make_trainer(rows: list[dict[str, Any]], building: Path, losses: list[float]) -> DPOTrainer:
         return DPOTrainer(
-            model=load_model(base, recipe), args=DPOConfig(**trainer_args(recipe, building), beta=recipe.beta),
+            model=load_model(base, recipe), args=DPOConfig(**trainer_args(recipe, building), beta=recipe.beta,
+                                                           **_loss(recipe.sft_weight)),
             train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base),
             callbacks=[reporting_callback(losses, recipe.budget_seconds)],
         )
 
     train_in_child(base, data, output, recipe, make_trainer)
+
+
+def _loss(sft_weight: float) -> dict[str, Any]:
+    """DPO's sigmoid loss, plus the chosen answers' NLL at `sft_weight` when it is above zero."""
+    if sft_weight <= 0:
+        return {"loss_type": ["sigmoid"]}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

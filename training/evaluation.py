@@ -52,7 +52,7 @@ def _json(answer: str) -> dict[str, Any] | None:
 
 
 def score(probes: Sequence[StoredSample], answers: Sequence[str], private_keys: Sequence[str] = (),
-          voice_nll: float | None = None) -> dict[str, Any]:
+          voice_nll: float | None = None, voice_replies: int = 0) -> dict[str, Any]:
     """The deterministic figures of one model on the probe set."""
     counts: dict[str, list[int]] = {}
 
@@ -82,6 +82,7 @@ def score(probes: Sequence[StoredSample], answers: Sequence[str], private_keys: 
     figures["counts"] = {kind: total for kind, (_hit, total) in counts.items()}
     figures["leaks"] = counts.get("leak", [0, 0])[0]
     figures["voice_nll"] = voice_nll
+    figures["voice_replies"] = voice_replies if voice_nll is not None else 0
     return figures
 
 
@@ -130,7 +131,7 @@ def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequen
     result = Evaluation(probe_version, "weights" if prompts is None else "serving", seconds=done["seconds"])
     for model in models:
         raw = done["results"]["base" if model.path is None else model.name]
-        result.models[model.name] = score(probes, raw["answers"], private_keys, raw["voice_nll"])
+        result.models[model.name] = score(probes, raw["answers"], private_keys, raw["voice_nll"], len(voice))
         result.answers[model.name] = raw["answers"]
     return result
 

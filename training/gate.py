@@ -1,8 +1,8 @@
 """Stage 5, the deploy gate: a candidate serves only if it is not worse than what serves now.
 
 Hard gates (any one refuses): a leak of a more private fact, a JSON validity below what serves now. Soft gates
-(beyond a tolerance): recall and voice. With no adapter serving, the base model is what serves. Between the
-two candidates, SFT+DPO is chosen when it is not worse than SFT alone on any gate.
+(beyond a tolerance): recall and voice, voice only over enough held-out replies. With no adapter serving, the base
+model is what serves. Between the two candidates, SFT+DPO is chosen when it is not worse than SFT alone on any gate.
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ def compare(candidate: dict[str, Any], current: dict[str, Any], recipe: Training
     if new is not None and old is not None and new < old - recipe.recall_tolerance:
         return Verdict(False, f"recall fell from {old:.2f} to {new:.2f}")
     voice_new, voice_old = candidate.get("voice_nll"), current.get("voice_nll")
-    if voice_new is not None and voice_old is not None and voice_new > voice_old + recipe.voice_tolerance:
+    replies = candidate.get("voice_replies", 0)
+    weighed = voice_new is not None and voice_old is not None and replies >= recipe.voice_min_replies
+    if weighed and voice_new > voice_old + recipe.voice_tolerance:
         return Verdict(False, f"voice got worse (NLL {voice_old:.2f} -> {voice_new:.2f})")
     parts = [f"recall {old:.2f} -> {new:.2f}" if new is not None and old is not None else None,
-             f"voice NLL {voice_old:.2f} -> {voice_new:.2f}" if voice_new is not None and voice_old is not None
-             else None]
+             f"voice NLL {voice_old:.2f} -> {voice_new:.2f}" if weighed else
+             f"voice not weighed: {replies} held-out replies, fewer than {recipe.voice_min_replies}"
+             if voice_new is not None and voice_old is not None else None]
     return Verdict(True, "not worse than what serves now (" + ", ".join(p for p in parts if p) + ")"
                    if any(parts) else "not worse than what serves now")
 

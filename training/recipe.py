@@ -18,7 +18,7 @@ CotStyle = Literal["none", "weak", "multistep", "strong"]
 TASKS = ("memory_owner", "memory_others", "enhance", "critique")  # the paper's four tasks
 
 PRESETS: dict[str, dict[str, object]] = {
-    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 2e-4, "epochs": 4,
+    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 1e-4, "epochs": 4,
             "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48,
             "phrasings_per_fact": 5, "memory_share": 0.25},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
@@ -49,8 +49,10 @@ class TrainingRecipe(BaseModel):
     rank: int = Field(default=16, ge=1, le=256, description="LoRA rank (at most the server's --max-lora-rank).")
     alpha: int = Field(default=32, ge=1, description="LoRA alpha (the update is scaled by alpha / rank).")
     sft_learning_rate: float = Field(default=1e-3, gt=0, lt=1, description="AdamW learning rate of SFT.")
-    dpo_learning_rate: float = Field(default=2e-4, gt=0, lt=1, description="AdamW learning rate of DPO.")
+    dpo_learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="AdamW learning rate of DPO.")
     dpo_beta: float = Field(default=0.1, gt=0, description="DPO's beta (how far from the SFT adapter).")
+    dpo_sft_weight: float = Field(default=1.0, ge=0, description="Weight of the chosen answers' NLL added to "
+                                  "DPO's loss (RPO), so DPO does not unlearn what SFT taught; 0: DPO alone.")
     epochs: float = Field(default=4, gt=0, le=50, description="Passes over the SFT samples (DPO: one pass).")
     batch_size: int = Field(default=8, ge=1, le=512)
     max_length: int = Field(default=320, ge=32, description="Tokens per sample, prompt included: longer is dropped.")
@@ -70,6 +72,8 @@ class TrainingRecipe(BaseModel):
                                         "passes calibration; default the local base model.")
     recall_tolerance: float = Field(default=0.05, ge=0, le=1, description="Deploy gate: recall may drop this much.")
     voice_tolerance: float = Field(default=0.1, ge=0, description="Deploy gate: voice NLL may rise this much.")
+    voice_min_replies: int = Field(default=5, ge=1, description="Deploy gate: voice is weighed only over at "
+                                   "least this many held-out replies (one reply's likelihood is noise).")
     seed: int = 0
 
     @model_validator(mode="before")

@@ -143,7 +143,8 @@ def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: 
     began = time.perf_counter()
     left = max(60.0, budget - (time.perf_counter() - run.started))
     dpo_recipe = replace(sft_recipe, max_steps=_steps(len(pair_rows), 1, recipe.batch_size),
-                         learning_rate=recipe.dpo_learning_rate, budget_seconds=left, beta=recipe.dpo_beta)
+                         learning_rate=recipe.dpo_learning_rate, budget_seconds=left, beta=recipe.dpo_beta,
+                         sft_weight=recipe.dpo_sft_weight)
     dpo_path = folder / f".{name}.dpo"
     run.stage(f"DPO on {len(pair_rows)} pairs ({dpo_recipe.max_steps} steps at most)", long=True)
     dpo = train_dpo(base, sft_path, [pair_row(p.prompt, p.completion, p.meta["rejected"]) for p in pair_rows],
