@@ -54,6 +54,7 @@ class Recipe:
     init_adapter: str | None = None  # continue this adapter (same base and rank) instead of a fresh LoRA
     bf16: bool = False  # bfloat16 on a GPU; float32 on the CPU
     beta: float = 0.1  # DPO only: how far the policy may move from its reference (the SFT adapter)
+    sft_weight: float = 1.0  # DPO only: weight of the chosen answers' NLL added to the DPO loss (0: DPO alone)
 
 
 def default_steps(samples: int, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE) -> int:
