@@ -15,15 +15,21 @@ from storage.models import L0Item
 EXPERT_SYSTEM = "You are an expert assistant. Answer the request helpfully and concisely."
 
 
+REASONING = Field(default="", description="The twin's own reasoning before it answers (the training loop's "
+                  "chain-of-thought styles): never sent to the expert, never shown to anyone.")
+
+
 class EnhancedRequest(BaseModel):
     """The owner's request rewritten with the context the owner would add."""
 
+    reasoning: str = REASONING
     request: str = Field(min_length=1)
 
 
 class Critique(BaseModel):
     """The twin's verdict on an expert's answer, from the owner's side."""
 
+    reasoning: str = REASONING
     verdict: Literal["fits", "adapted"]
     answer: str = Field(min_length=1)
 

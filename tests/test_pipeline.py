@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -151,6 +152,22 @@ def test_expert_relay_sends_only_what_experts_may_see(
     assert critique["response_format"]["json_schema"]["name"] == "Critique"
     assert reply.details["expert_answer"] == expert_prompt
     assert "sent to gpt" in reply.text
+
+
+def test_the_twins_reasoning_in_a_relay_reaches_neither_the_expert_nor_the_owner(
+    app: TwinApp, llm: RecordingLLM, expert_llm: RecordingLLM
+) -> None:
+    # a CoT-trained adapter fills the JSON tasks' reasoning field before it answers (training.synthesis)
+    llm.script.extend([{"reasoning": "THOUGHT-1 the owner dives for work", "request": "Which dive gear suits reefs?"},
+                       {"reasoning": "THOUGHT-2 the answer ignores the reefs", "verdict": "adapted",
+                        "answer": "A reef-safe set."}])
+    [reply] = run_messages(app, [message("/ask gpt which dive gear should I buy?")])
+    assert reply.mode == Mode.expert and reply.error is None
+    assert expert_llm.prompts() == ["system: " + expert_llm.requests[0]["messages"][0]["content"]
+                                    + "\nuser: Which dive gear suits reefs?"]
+    assert "A reef-safe set." in reply.text and "THOUGHT" not in reply.text + json.dumps(reply.details)
+    enhance_schema = llm.requests[0]["response_format"]["json_schema"]["schema"]
+    assert list(enhance_schema["properties"]) == ["reasoning", "request"]  # the reasoning comes first
 
 
 def test_experts_get_the_facts_their_audience_may_see_and_no_others(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.experts import Critique, EnhancedRequest
 from storage.facts import FactStore, NewFact
 from storage.memory import MemoryStore
 from storage.models import Fact, FactOrigin, Twin, Visibility
@@ -90,6 +91,25 @@ def test_synthesis_covers_each_task_and_a_lower_audience_never_holds_a_private_f
     declines = [s for s in stranger.sft if s.task == "decline"]
     assert declines and all("will get back to you" in s.completion for s in declines)
     assert stranger.pairs and all(p.meta["rejected"] != p.completion for p in stranger.pairs)
+
+
+def test_the_json_tasks_reason_in_their_cot_style_inside_the_json_and_only_over_what_they_may_see(
+    store: MemoryStore, twin: Twin, facts: FactStore, tmp_path: Path, embedder  # noqa: ANN001
+) -> None:
+    plain = _deps(store, twin, facts, tmp_path, control_share=0.0)
+    out, _, _ = synthesize(Run(plain, "owner", plain.recipe, lambda _t: None, None))
+    assert all("reasoning" not in json.loads(s.completion) for s in out.sft if s.task in ("enhance", "critique"))
+
+    deps = _deps(store, twin, facts, tmp_path, control_share=0.0, cot={"enhance": "weak", "critique": "weak"})
+    out, _, _ = synthesize(Run(deps, "owner", deps.recipe, lambda _t: None, None))
+    enhance = [EnhancedRequest.model_validate_json(s.completion) for s in out.sft if s.task == "enhance"]
+    critique = [(s, Critique.model_validate_json(s.completion)) for s in out.pairs if s.task == "critique"]
+    assert enhance and all(e.reasoning.startswith("The memory says: Sam's") for e in enhance)
+    assert not any(key in e.reasoning for e in enhance for key in PRIVATE_KEYS + ["Inês", "Vertigo"])
+    assert all(("agrees" in c.reasoning) == (c.verdict == "fits") for _, c in critique)
+    assert all(json.loads(s.meta["rejected"])["verdict"] != c.verdict for s, c in critique)  # the pair's contrast
+    kept = Selector(lambda _messages: 50, 320, embed=lambda texts: embedder.embed(texts).tolist()).select(out.sft)
+    assert {s.task for s in kept} >= {"enhance", "critique"}  # the schema filter takes the reasoning field
 
 
 def test_held_out_facts_are_never_trained_and_are_probed_as_a_control(

@@ -27,7 +27,8 @@ from training.sft import Progress, run_events
 TASK_VERSION = 1  # bump when a probe type or its scoring changes: results of other versions are not comparable
 RECALL = ("recall_topic", "recall_indirect", "recall_others")
 JSON_PROBES = ("critique", "enhance")
-ANSWER_TOKENS, JSON_TOKENS = 24, 64  # a key span is said within 24 tokens; a JSON verdict or request needs more
+ANSWER_TOKENS, JSON_TOKENS = 24, 96  # a key span is said within 24 tokens; a JSON verdict or request (and
+# its reasoning field, in a CoT style) needs more
 # (probes, answers per model) -> (the judge's calibration in words, the four metrics per model)
 JudgeRun = Callable[[Sequence[StoredSample], dict[str, list[str]]], tuple[str, dict[str, dict[str, float | None]]]]
 

@@ -148,6 +148,13 @@ class Synthesizer:
             out.add(NewSample(introduce_prompt(self.owner, target, memory), completion, _most(chosen), (),
                               tuple(f.id for f in chosen), task="introduce"), GENERIC_REPLY)
 
+    def _json_reasoning(self, task: str, card: FactCard, conclusion: str) -> dict[str, str]:
+        """A JSON task's reasoning field in its CoT style (none: no field): what the memory says, then what follows."""
+        style = self.recipe.cot_for(task)
+        if style == "none":
+            return {}
+        return {"reasoning": f"{self._reasoning(card, style).rstrip()} {conclusion}".strip()}
+
     def enhancement(self, out: Synthesis, cards: Sequence[FactCard], shareable: set[int],
                     facts: Sequence[Fact]) -> None:
         """A plain request to an expert, rewritten with the shareable fact it needs (never a private one)."""
@@ -157,10 +164,11 @@ class Synthesizer:
                 continue
             request = f"I have a question about {card.subject_for(self.owner, 'first')}. What should I know?"
             memory = f"Profile:\n{fact_lines([f for f in visible if f.id == card.fact_id])}\n\nMemory:\n{NO_MEMORY}"
-            rewritten = json.dumps({"request": f"{request} For context: {card.text.rstrip('.')}."})
+            reasoning = self._json_reasoning("enhance", card, "The expert may see this, so the request carries it.")
+            rewritten = json.dumps(reasoning | {"request": f"{request} For context: {card.text.rstrip('.')}."})
             out.add(NewSample(enhance_prompt(self.owner, memory, request, BUDGET), rewritten, card.visibility, (),
                               (card.fact_id,), task="enhance", meta={"key": card.key}),
-                    json.dumps({"request": request}))
+                    json.dumps(reasoning | {"request": request}))
 
     def critique(self, out: Synthesis, cards: Sequence[FactCard]) -> None:
         """An expert's answer that fits one of the owner's facts or contradicts it; the verdict is known."""
@@ -173,8 +181,10 @@ class Synthesizer:
             fits = at % 2 == 0 or not others
             expert = right if fits else card.answer_with(self.owner, "second", self.rng.choice(others))
             verdict = "fits" if fits else "adapted"
-            chosen = json.dumps({"verdict": verdict, "answer": right})
-            rejected = json.dumps({"verdict": "adapted" if fits else "fits", "answer": expert})
+            reasoning = self._json_reasoning("critique", card, "The expert's answer agrees with it." if fits else
+                                             "The expert's answer says otherwise, so it needs adapting.")
+            chosen = json.dumps(reasoning | {"verdict": verdict, "answer": right})
+            rejected = json.dumps(reasoning | {"verdict": "adapted" if fits else "fits", "answer": expert})
             out.add(NewSample(critique_prompt(self.owner, memory, request, expert, BUDGET), chosen, card.visibility,
                               (), (card.fact_id,), task="critique", meta={"verdict": verdict, "key": card.key}),
                     rejected)

@@ -74,8 +74,8 @@ def _summary(outcome_json: dict[str, Any]) -> None:
 def train(
     audience: Annotated[TrainAudience, typer.Option(help="Whose adapter: trained only on what they may see.")]
     = TrainAudience.owner,
-    cot: Annotated[Cot | None, typer.Option(help="Chain-of-thought style of the memory tasks (else the recipe's).")]
-    = None,
+    cot: Annotated[Cot | None, typer.Option(help="Chain-of-thought style of all four tasks (else the recipe's, "
+                                              "per task).")] = None,
     dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="DPO after SFT (else the recipe's: on).")] = True,
     budget: Annotated[float | None, typer.Option("--budget", min=1, help="Minutes for SFT + DPO.")] = None,
     deploy: Annotated[bool, typer.Option("--deploy/--no-deploy", help="Serve it when it passes the gate.")] = True,
@@ -84,14 +84,14 @@ def train(
 ) -> None:
     """The whole loop: synthesize, select, SFT then DPO, evaluate against what serves now, deploy if not worse."""
     from training.loop import retrain
+    from training.recipe import TASKS, CotSettings
     from twin.app import open_twin
     from twin.l2 import retrain_deps, training_lock
 
     settings = load_settings()
     recipe = settings.training.model_copy(update={k: v for k, v in {
         "dpo": settings.training.dpo and dpo, "budget_minutes": budget,
-        "cot": settings.training.cot.model_copy(update={"memory_owner": cot.value, "memory_others": cot.value})
-        if cot else None}.items() if v is not None})
+        "cot": CotSettings(**dict.fromkeys(TASKS, cot.value)) if cot else None}.items() if v is not None})
     outcomes = []
     with open_twin(settings) as app, progress_bar() as bar:
         for name in AUDIENCES[audience.value]:
