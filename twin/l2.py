@@ -1,6 +1,6 @@
 """Composition of L2 (the personal model): the registry, deploying to and unloading from the model server,
-retrain requests and the runner the scheduler's retrain job calls. Nothing here imports torch: training runs in
-a child process (training.sft)."""
+retrain requests and the runner the scheduler's retrain job calls (the teacher and judge: twin.teacher_judge).
+Nothing here imports torch: training runs in a child process (training.sft)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy import Engine
 
-from core.endpoints import ModelEndpoint
-from core.llm import OpenAIChatClient
 from core.training_commands import Notify, status_notice, tell_chats, tell_requesters
 from serving.endpoint import LLMServerError
 from serving.files import file_lock
@@ -23,13 +20,12 @@ from storage.models import Audience
 from storage.retrain_requests import RetrainRequests
 from storage.training import AUDIENCES, Adapter, StoredSample, TrainingStore
 from storage.training_forgetting import TrainingForgetting
-from training.evaluation import JudgeRun
-from training.loop import RetrainDeps, RetrainOutcome, Teach, retrain
+from training.loop import RetrainDeps, RetrainOutcome, retrain
 from twin.app import TwinApp
 from twin.settings import Settings
+from twin.teacher_judge import judge_for, teacher_for
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ROUTINE_EVERY = timedelta(days=7)  # without a request, retrain (only if there is something new) weekly
 
@@ -101,76 +97,6 @@ def _forgotten(app: TwinApp) -> Callable[[list[str]], list[bool]]:
     return check
 
 
-Endpoint = tuple[str, str, str | None, str]  # url, model, api key, visibility
-
-
-def _endpoint(settings: Settings, configured: ModelEndpoint | None) -> Endpoint | None:
-    """A teacher's or judge's endpoint: the recipe's, else the local base model when it runs, else none."""
-    if configured is not None:
-        key = configured.api_key.get_secret_value() if configured.api_key else None
-        return configured.url, configured.model, key, configured.visibility
-    server = ManagedVLLM(settings)
-    if server.external or server.status()["running"]:
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return server.url, settings.llm_served_name, key, "private"  # the twin's own model may see everything
-    return None
-
-
-def _with_client(endpoint: Endpoint, work: Callable[[OpenAIChatClient, str, str], Awaitable[T]]) -> T:
-    """Run `work(client, model, visibility)` on a loop of its own (this is called from the retrain thread)."""
-    import httpx
-
-    url, model, key, visibility = endpoint
-
-    async def go() -> T:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with httpx.AsyncClient(base_url=url.rstrip("/") + "/", headers=headers, timeout=120) as http:
-            return await work(OpenAIChatClient(http, default_model=model, attempts=1), model, visibility)
-    return asyncio.run(go())
-
-
-def _teach(app: TwinApp) -> Teach | None:
-    """Teacher paraphrases and reasoning; on any failure, templates alone (said in the log)."""
-    from training.teacher import Teacher, teach
-
-    endpoint = _endpoint(app.settings, app.settings.training.teacher)
-    if endpoint is None:
-        return None
-    per_fact = app.settings.training.phrasings_per_fact
-
-    def run(cards: list, style: str) -> tuple[dict, dict, dict]:
-        async def work(client: OpenAIChatClient, model: str, visibility: str) -> tuple[dict, dict, dict]:
-            return await teach(Teacher(client, model, visibility), cards, app.twin.display_name, per_fact, style)
-        try:
-            return _with_client(endpoint, work)
-        except Exception as error:  # noqa: BLE001 - the teacher is optional
-            log.warning("the teacher is unavailable (%s): templates alone", error)
-            return {}, {}, {}
-    return run
-
-
-def _judge(app: TwinApp) -> JudgeRun | None:
-    """The judge: calibrated first; its four metrics only when it passes."""
-    from training.judge import Judge
-
-    endpoint = _endpoint(app.settings, app.settings.training.judge)
-    if endpoint is None:
-        return None
-
-    def run(probes: Sequence[StoredSample], answers: dict[str, list[str]]) -> tuple[str, dict]:
-        async def work(client: OpenAIChatClient, model: str, visibility: str) -> tuple[str, dict]:
-            judge = Judge(client, model, visibility)
-            ok, calibration = await judge.calibrate(probes)
-            if not ok:
-                return calibration, {}
-            return calibration, {name: await judge.metrics(probes, given) for name, given in answers.items()}
-        try:
-            return _with_client(endpoint, work)
-        except Exception as error:  # noqa: BLE001 - the judge is optional
-            return f"n/a: the judge is unavailable ({error})", {}
-    return run
-
-
 def retrain_deps(app: TwinApp, *, deploy: bool = True, teacher: bool = True) -> RetrainDeps:
     """What `training.loop.retrain` needs for this twin."""
     from serving.bundled import resolve_base_model
@@ -184,7 +110,7 @@ def retrain_deps(app: TwinApp, *, deploy: bool = True, teacher: bool = True) -> 
         facts=FactStore(app.store.engine), adapters_dir=adapters_dir(app.settings),
         base_model=lambda: resolve_base_model(app.settings), count_tokens=_count_tokens,
         recipe=app.settings.training, deploy=deploy_to(app.settings) if deploy else None,
-        teach=_teach(app) if teacher else None, judge=_judge(app) if teacher else None,
+        teach=teacher_for(app) if teacher else None, judge=judge_for(app) if teacher else None,
         embed=lambda texts: app.store.embedder.embed(texts).tolist(),
         forgotten=_forgotten(app), expert_audience=expert_audience,
     )
