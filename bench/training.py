@@ -45,7 +45,8 @@ def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[s
 def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
                        console: Console, out: Console,
                        audiences: tuple[str, ...] = (Audience.owner, Audience.stranger)) -> dict[str, Any]:
-    """Seed a fresh twin, train the owner's and/or the public adapter, print and record the figures."""
+    """Seed a fresh twin, train each audience's adapter (the owner's and the public one by default), print and
+    record the figures."""
     from training.loop import retrain
     from twin.app import open_twin
     from twin.l2 import evaluate_adapter, retrain_deps

@@ -8,19 +8,13 @@ from typing import Annotated
 
 import typer
 
-from twin.cli.common import console, fail, out
+from twin.cli.common import AudienceOption, console, fail, out
 
 
 class DataFormat(StrEnum):
     auto = "auto"
     locomo = "locomo"
     longmemeval = "longmemeval"
-
-
-class BenchAudience(StrEnum):
-    both = "both"
-    owner = "owner"
-    stranger = "stranger"
 
 
 bench_app = typer.Typer(help="Benchmarks that print figures and record them.", no_args_is_help=True)
@@ -103,14 +97,14 @@ def bench_pipeline(
 def bench_training(
     budget: Annotated[float, typer.Option("--budget", min=1, help="Minutes for SFT + DPO per audience.")] = 12.0,
     dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="Run DPO after SFT.")] = True,
-    audience: Annotated[BenchAudience, typer.Option(help="The adapters to train: the owner's, the public "
-                                                    "(stranger) one, or both.")] = BenchAudience.both,
+    audience: Annotated[list[AudienceOption] | None, typer.Option(
+        help="An adapter to train (repeat for more; default: the owner's and the public (stranger) one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
 ) -> None:
     """The whole training loop on the shipped synthetic owner: what the weights know, leaks, time and memory."""
     from bench.training import run_training_bench
 
-    audiences = ("owner", "stranger") if audience == BenchAudience.both else (audience.value,)
+    audiences = tuple(a.value for a in audience or [AudienceOption.owner, AudienceOption.stranger])
     run_training_bench(budget_minutes=budget, dpo=dpo, audiences=audiences, as_json=as_json, results_path=results,
                        console=console, out=out)
