@@ -255,8 +255,7 @@ class MemoryStore:
         neighbours = [id for id in turns if id not in new]
         missing = set(neighbours) - self.index.present(neighbours)
         rows = [*rows, *(turns[id].item for id in sorted(missing))]
-        texts = [index_text(row, turns[row.id].earlier) for row in rows]
-        dense = self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
+        dense = self._dense(rows, turns)
         self.index.upsert(
             [
                 IndexedPoint(
@@ -270,6 +269,11 @@ class MemoryStore:
         # The message just before each run of new ones now has a next turn: only its BM25 fields change.
         new |= missing
         self.index.update_sparse({id: self._sparse(turn.item, turn) for id, turn in turns.items() if id not in new})
+
+    def _dense(self, rows: list[L0Item], turns: dict[int, Turn]) -> list[list[float]]:
+        """Each row's dense vector: the model on the message with its day and its earlier turns, as one text."""
+        texts = [index_text(row, turns[row.id].earlier) for row in rows]
+        return self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
 
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:
         """BM25 of the item itself plus, weighted down, of the messages around it (fields, as in BM25F)."""

@@ -20,6 +20,7 @@ from training.loop import RetrainDeps, Run, cards_of, continue_from, synthesize
 from training.probes import sync
 from training.recipe import TrainingRecipe
 from training.selection import Selector, length_controlled
+from training.stages import EVALUATION_SHARE, MIN_STAGE_SECONDS, training_seconds
 from training.synthesis import Synthesis, Synthesizer
 
 FACTS = [("Sam's dog's name is Biscuit.", "public"), ("Sam's home city is Lisbon.", "public"),
@@ -181,6 +182,14 @@ def test_a_superseded_value_counts_as_wrong(store: MemoryStore, twin: Twin, fact
     _, cards, without = cards_of(facts, twin.id, "owner")
     porto = next(c for c in cards if c.key == "Porto")
     assert porto.wrong == ("Lisbon",) and [f.text for f in without] == ["Sam likes long walks"]
+
+
+def test_the_budget_covers_the_whole_run_with_room_left_for_the_evaluation() -> None:
+    # 30 minutes, 40 s of synthesis and selection spent: training may take what leaves a fifth for the evaluation
+    assert training_seconds(30, 40.0) == pytest.approx(30 * 60 * (1 - EVALUATION_SHARE) - 40.0)
+    assert training_seconds(30, 40.0) + 40.0 + 30 * 60 * EVALUATION_SHARE == pytest.approx(30 * 60)
+    assert training_seconds(30, 0.0) > training_seconds(30, 300.0)  # a slow synthesis leaves less for training
+    assert training_seconds(1, 600.0) == MIN_STAGE_SECONDS  # a spent budget still trains a few steps
 
 
 def test_the_gate_refuses_leaks_and_regressions_and_prefers_dpo_only_when_not_worse() -> None:

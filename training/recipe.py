@@ -57,7 +57,8 @@ class TrainingRecipe(BaseModel):
     batch_size: int = Field(default=8, ge=1, le=512)
     max_length: int = Field(default=320, ge=32, description="Tokens per sample, prompt included: longer is dropped.")
     bf16: bool = Field(default=False, description="bfloat16 weights (a GPU); float32 on the CPU.")
-    budget_minutes: float = Field(default=25.0, gt=0, description="Wall time for SFT + DPO; stops early, saved.")
+    budget_minutes: float = Field(default=25.0, gt=0, description="Wall time for the whole run: synthesis to the "
+                                  "gate, a fifth kept for the evaluation; training stops early, saved.")
     dpo: bool = Field(default=True, description="Run DPO after SFT (off: SFT alone).")
     dpo_pairs: int = Field(default=48, ge=1, description="Most preference pairs DPO trains on (spread over tasks).")
     phrasings_per_fact: int = Field(default=6, ge=1, le=40, description="Trained question phrasings per fact.")

@@ -95,7 +95,7 @@ def bench_pipeline(
 
 @bench_app.command("training")
 def bench_training(
-    budget: Annotated[float, typer.Option("--budget", min=1, help="Minutes for SFT + DPO per audience.")] = 12.0,
+    budget: Annotated[float, typer.Option("--budget", min=1, help="Minutes for the whole loop per audience.")] = 12.0,
     dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="Run DPO after SFT.")] = True,
     audience: Annotated[list[AudienceOption] | None, typer.Option(
         help="An adapter to train (repeat for more; default: the owner's and the public (stranger) one).")] = None,

@@ -77,7 +77,8 @@ def train(
     cot: Annotated[Cot | None, typer.Option(help="Chain-of-thought style of all four tasks (else the recipe's, "
                                               "per task).")] = None,
     dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="DPO after SFT (else the recipe's: on).")] = True,
-    budget: Annotated[float | None, typer.Option("--budget", min=1, help="Minutes for SFT + DPO.")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", min=1, help="Minutes for the whole run (training "
+                                                 "stops early to leave a fifth for the evaluation).")] = None,
     deploy: Annotated[bool, typer.Option("--deploy/--no-deploy", help="Serve it when it passes the gate.")] = True,
     teacher: Annotated[bool, typer.Option("--teacher/--no-teacher", help="Ask the teacher for paraphrases.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
