@@ -23,6 +23,7 @@ from rich.console import Console
 
 from bench.datasets import load
 from bench.retrieval import KS, Tally, first_distinct, import_dataset, imported
+from storage import context_vectors
 from storage.context_vectors import contextual_vectors
 from storage.memory import MemoryStore
 from storage.search import FusionWeights, SearchScope, reciprocal_rank_fusion, with_neighbours
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--dense", choices=("joined", "per-turn"), default="joined")
     parser.add_argument("--results", type=Path)
+    parser.add_argument("--short-chars", type=int, help="storage.context_vectors.SHORT_CHARS for --dense per-turn")
     parser.add_argument("--cache", type=Path, help="Pickle of the hits, the rows and the questions (written).")
     args = parser.parse_args()
     from twin.app import open_twin
@@ -62,6 +64,8 @@ def main() -> None:
 
     if args.dense == "per-turn":
         MemoryStore._dense = per_turn  # type: ignore[method-assign]
+        if args.short_chars:
+            context_vectors.SHORT_CHARS = args.short_chars
     console = Console(stderr=True)
     dataset = load(args.data, "auto", args.limit)
     depth = max(FusionWeights().depth, max(KS))

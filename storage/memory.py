@@ -51,8 +51,21 @@ class Turn:
 
     @property
     def follows(self) -> int | None:
-        """The id of the item just before it."""
-        return self.earlier[-1].id if self.earlier else None
+        """The id of the item just before it when someone else said it: the item this one answers in an exchange.
+
+        The search's neighbour lift joins a question and its answer. One person's run of messages (a message to
+        an assistant, then the next one) gets none: on LongMemEval's user turns the lift cost 3 points of all@10
+        and on LoCoMo's exchanges it gains some (docs/benchmarks.md)."""
+        if not self.earlier or same_sender(self.earlier[-1], self.item):
+            return None
+        return self.earlier[-1].id
+
+
+def same_sender(one: L0Item, other: L0Item) -> bool:
+    """Whether the same person said both (by person when both are known, else by the name shown)."""
+    if one.sender_id is not None and other.sender_id is not None:
+        return one.sender_id == other.sender_id
+    return one.sender_name == other.sender_name
 
 
 def index_text(item: L0Item, earlier: Sequence[L0Item] = ()) -> str:

@@ -64,8 +64,8 @@ def reciprocal_rank_fusion(rankings: Sequence[tuple[list[Hit], float]], k: int) 
 def with_neighbours(fused: list[Hit], found: Sequence[list[Hit]], share: float) -> list[Hit]:
     """Fused hits where each also gains `share` of the score of a hit just before or after it in its chat.
 
-    Evidence often spans neighbouring turns (a question and its answer): this lifts both without adding any
-    item that the filtered searches did not already return.
+    Evidence often spans neighbouring turns (a question and its answer: a hit `follows` the turn it answers, by
+    someone else): this lifts both without adding any item that the filtered searches did not already return.
     """
     follows = {hit.id: hit.follows for hits in found for hit in hits if hit.follows is not None}
     scores = {hit.id: hit.score for hit in fused}

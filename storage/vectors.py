@@ -36,7 +36,7 @@ class IndexedPoint:
     visibility: str
     chat: str
     timestamp: float
-    follows: int | None = None  # the item just before it in its chat
+    follows: int | None = None  # the item just before it in its chat, when someone else said it (an exchange)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Hit:
 
     id: int
     score: float
-    follows: int | None = None  # the item just before it in its chat, when the index knows
+    follows: int | None = None  # the item it answers (just before it, by someone else), when the index knows
 
 
 @dataclass

@@ -411,6 +411,23 @@ def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
     assert with_neighbours(fused, found, share=0.0) == [Hit(1, 1.0), Hit(7, 0.9, 6), Hit(2, 0.8, 1), Hit(9, 0.1, 8)]
 
 
+def test_an_answer_follows_the_question_it_answers_but_one_persons_next_message_follows_nothing(
+    store: MemoryStore, twin: Twin
+) -> None:
+    """The neighbour lift joins an exchange: a reply from someone else follows the message before it; a second
+    message from the same person (a long note to an assistant, then another) is not lifted by the first."""
+    from storage.vectors import IndexQuery, VectorFilter
+
+    ids = store.add(twin.id, [
+        item("q", "Which ferry do we take to Hydra?", chat="trip", sender="Mia"),
+        item("a", "The Flying Dolphin at nine", chat="trip", sender="Tom", at=T0 + timedelta(minutes=1)),
+        item("a2", "And the Flying Cat back at six", chat="trip", sender="Tom", at=T0 + timedelta(minutes=2)),
+    ]).added_ids
+    query = IndexQuery(dense=None, sparse=store.lexical.query("Flying"), filter=VectorFilter(twin_id=twin.id))
+    follows = {hit.id: hit.follows for hit in store.index.search(query)[1]}
+    assert follows == {ids[0]: None, ids[1]: ids[0], ids[2]: None}  # the question is found by its answer's words
+
+
 def test_the_twins_own_words_are_no_ones_context(store: MemoryStore, twin: Twin, searcher: HybridSearcher) -> None:
     from storage.models import ItemKind
 
