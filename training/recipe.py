@@ -18,7 +18,7 @@ CotStyle = Literal["none", "weak", "multistep", "strong"]
 TASKS = ("memory_owner", "memory_others", "enhance", "critique")  # the paper's four tasks
 
 PRESETS: dict[str, dict[str, object]] = {
-    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 1e-4, "epochs": 4,
+    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 5e-5, "epochs": 4,
             "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48,
             "phrasings_per_fact": 5, "memory_share": 0.25},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
@@ -49,7 +49,7 @@ class TrainingRecipe(BaseModel):
     rank: int = Field(default=16, ge=1, le=256, description="LoRA rank (at most the server's --max-lora-rank).")
     alpha: int = Field(default=32, ge=1, description="LoRA alpha (the update is scaled by alpha / rank).")
     sft_learning_rate: float = Field(default=1e-3, gt=0, lt=1, description="AdamW learning rate of SFT.")
-    dpo_learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="AdamW learning rate of DPO.")
+    dpo_learning_rate: float = Field(default=5e-5, gt=0, lt=1, description="AdamW learning rate of DPO.")
     dpo_beta: float = Field(default=0.1, gt=0, description="DPO's beta (how far from the SFT adapter).")
     dpo_sft_weight: float = Field(default=1.0, ge=0, description="Weight of the chosen answers' NLL added to "
                                   "DPO's loss (RPO), so DPO does not unlearn what SFT taught; 0: DPO alone.")
