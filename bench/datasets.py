@@ -24,6 +24,7 @@ class Question:
     text: str
     category: str
     evidence: frozenset[str]
+    asked_at: datetime | None = None  # when the question is asked: relative times in it are read from here
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,13 @@ def locomo_messages(sample: dict) -> list[dict]:
 
 
 def locomo(samples: list[dict], limit: int | None) -> Dataset:
-    """Categories 1-4; evidence ids not among the turns are dropped, questions left without any skipped."""
+    """Categories 1-4; evidence ids not among the turns are dropped, questions left without any skipped.
+
+    LoCoMo gives no time for its questions: they were written after the conversation, so each is asked a day
+    after its conversation's last message."""
     messages = [message for sample in samples for message in locomo_messages(sample)]
     turns = {(m["chat"], m["id"]) for m in messages}
+    ends = {m["chat"]: datetime.fromisoformat(m["timestamp"]) + timedelta(days=1) for m in messages}
     questions = []
     for sample in samples:
         chat = sample["sample_id"]
@@ -100,7 +105,8 @@ def locomo(samples: list[dict], limit: int | None) -> Dataset:
             ids = {part for entry in qa.get("evidence", []) for part in entry.replace(";", " ").split()}
             evidence = frozenset(i for i in ids if (chat, i) in turns)
             if evidence:
-                questions.append(Question((chat,), str(qa["question"]), LOCOMO_CATEGORIES[qa["category"]], evidence))
+                questions.append(Question((chat,), str(qa["question"]), LOCOMO_CATEGORIES[qa["category"]], evidence,
+                                          ends.get(chat)))
     questions = questions[:limit] if limit else questions
     wanted = {chat for question in questions for chat in question.chats}
     return Dataset("LoCoMo", "locomo", [m for m in messages if m["chat"] in wanted], questions,
@@ -140,7 +146,8 @@ def longmemeval_question(entry: dict) -> tuple[list[dict], Question]:
             moment = start + timedelta(seconds=SECONDS_PER_TURN * index)
             messages.append({"id": turn_id, "chat": chat, "sender": "User", "text": turn["content"],
                              "timestamp": moment.isoformat(), "source": "longmemeval"})
-    return messages, Question(tuple(chats), entry["question"], entry["question_type"], frozenset(gold))
+    return messages, Question(tuple(chats), entry["question"], entry["question_type"], frozenset(gold),
+                              longmemeval_start(entry["question_date"]))
 
 
 def longmemeval(entries: list[dict], limit: int | None) -> Dataset:

@@ -112,7 +112,8 @@ def rankers(searcher: HybridSearcher, twin_id: int, plain: PlainCorpus, members:
             ) -> dict[str, Ranker]:
     """Every system as question -> item ids, best first."""
     def store_ranker(mode: str) -> Ranker:
-        return lambda q: [hit.id for hit in searcher.rank(q.text, SearchScope(twin_id, chats=q.chats), mode=mode)]
+        return lambda q: [hit.id for hit in searcher.rank(q.text, SearchScope(twin_id, chats=q.chats,
+                                                                                asked_at=q.asked_at), mode=mode)]
 
     systems: dict[str, Ranker] = {name: store_ranker(mode) for name, mode in SYSTEMS.items()}
     systems["plain-bm25"] = lambda q: plain.bm25(q.text, members(q))

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from core.experts import Expert, relay
@@ -127,7 +128,7 @@ class Responder:
 
     async def retrieve(self, query: str, audience: str, exclude: Sequence[int] = ()) -> list[L0Item]:
         """The L0 items this audience may see that best match the query."""
-        scope = SearchScope(twin_id=self.twin_id, audience=audience)
+        scope = SearchScope(twin_id=self.twin_id, audience=audience, asked_at=datetime.now(UTC))
         wanted = self.budget.memory_items + len(exclude) + REPLY_HEADROOM
         results = await asyncio.to_thread(self.searcher.search, clip(query, 1000), scope, wanted)
         skip = set(exclude)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from storage.items import AUDIENCE_VISIBILITY
 from storage.memory import MemoryStore, epoch
 from storage.models import L0Item
-from storage.vectors import Hit, IndexQuery, VectorFilter
+from storage.time_window import time_window
+from storage.vectors import Hit, IndexQuery, SparseVector, VectorFilter
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class SearchScope:
     chats: tuple[str, ...] | None = None
     since: datetime | None = None
     until: datetime | None = None
+    asked_at: datetime | None = None  # when the question is asked: "two weeks ago" in it is read from here
 
     def vector_filter(self) -> VectorFilter:
         """The same scope as an index filter."""
@@ -50,6 +56,7 @@ class FusionWeights:
     rrf_k: int = 5  # a small k lets the top ranks decide; 60 flattened BM25's lead into dense noise
     depth: int = 50  # hits taken from each ranking before fusing
     neighbour: float = 0.1  # a hit next to another hit of the same chat gains this share of its score
+    window: float = 1.0  # hits within the time a question names ("two weeks ago") count this much again
 
 
 def reciprocal_rank_fusion(rankings: Sequence[tuple[list[Hit], float]], k: int) -> list[Hit]:
@@ -111,7 +118,21 @@ class HybridSearcher:
             return dense_hits
         if mode == "lexical":
             return sparse_hits
-        fused = reciprocal_rank_fusion(
-            [(sparse_hits, self.weights.lexical), (dense_hits, self.weights.dense)], self.weights.rrf_k
-        )
+        rankings = [(sparse_hits, self.weights.lexical), (dense_hits, self.weights.dense)]
+        rankings += self._within_window(query, scope, dense, sparse)
+        fused = reciprocal_rank_fusion(rankings, self.weights.rrf_k)
         return with_neighbours(fused, (sparse_hits, dense_hits), self.weights.neighbour)
+
+    def _within_window(self, query: str, scope: SearchScope, dense: np.ndarray | None, sparse: SparseVector | None
+                       ) -> list[tuple[list[Hit], float]]:
+        """Both rankings again, within the time the question names, when it names one and the scope sets none."""
+        if scope.asked_at is None or scope.since is not None or scope.until is not None or not self.weights.window:
+            return []
+        window = time_window(query, scope.asked_at)
+        if window is None:
+            return []
+        within = replace(scope, since=window.start, until=window.end).vector_filter()
+        dense_hits, sparse_hits = self._store.index.search(
+            IndexQuery(dense=dense, sparse=sparse, filter=within, limit=self.weights.depth))
+        return [(sorted(sparse_hits, key=lambda hit: (-hit.score, hit.id)), self.weights.window * self.weights.lexical),
+                (sorted(dense_hits, key=lambda hit: (-hit.score, hit.id)), self.weights.window * self.weights.dense)]

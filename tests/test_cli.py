@@ -92,6 +92,24 @@ def test_search_batch_answers_one_line_per_query(runner: CliRunner, tmp_path: Pa
     assert {r["chat"] for r in lines[1]["results"]} == {"family"}
 
 
+def test_search_reads_a_time_in_the_query_from_when_it_is_asked(runner: CliRunner, tmp_path: Path) -> None:
+    notes = [{"id": 1, "chat": "notes", "sender": "Ada", "text": "Baked sourdough bread, a great sourdough loaf",
+              "timestamp": "2024-01-10T09:00:00Z"},
+             {"id": 2, "chat": "notes", "sender": "Ada", "text": "Baked sourdough bread",
+              "timestamp": "2024-03-18T09:00:00Z"}]
+    runner.invoke(app, ["import", str(write_jsonl(tmp_path / "n.jsonl", notes))])
+    query = "What sourdough bread did I bake two weeks ago?"
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"query": query, "k": 1},
+                                                 {"query": query, "k": 1, "asked_at": "2024-04-01T12:00:00Z"}])
+    result = runner.invoke(app, ["search", "--batch", str(queries)])
+    assert result.exit_code == 0, result.output
+    first = [json.loads(line)["results"][0]["text"] for line in result.stdout.splitlines()]
+    assert first == [notes[0]["text"], notes[1]["text"]]  # asked now, two weeks ago holds neither: words decide
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": query, "asked_at": "last Tuesday"}])
+    result = runner.invoke(app, ["search", "--batch", str(bad)])
+    assert result.exit_code == 2 and "bad.jsonl: line 1: Invalid isoformat string" in result.stderr
+
+
 def test_malformed_file_names_the_line_and_imports_nothing(runner: CliRunner, tmp_path: Path) -> None:
     runner.invoke(app, ["import", str(write_jsonl(tmp_path / "good.jsonl", MESSAGES))])
     bad = tmp_path / "bad.jsonl"

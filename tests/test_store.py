@@ -411,6 +411,22 @@ def test_neighbouring_hits_lift_each_other_without_adding_any() -> None:
     assert with_neighbours(fused, found, share=0.0) == [Hit(1, 1.0), Hit(7, 0.9, 6), Hit(2, 0.8, 1), Hit(9, 0.1, 8)]
 
 
+def test_a_time_the_question_names_favours_what_was_said_then(
+    store: MemoryStore, twin: Twin, searcher: HybridSearcher
+) -> None:
+    asked = T0 + timedelta(days=100)
+    store.add(twin.id, [
+        item("spring", "Made risotto for dinner, mushroom risotto again!", chat="a", at=asked - timedelta(days=90)),
+        item("recent", "Made risotto for dinner", chat="b", at=asked - timedelta(days=14)),
+    ])
+    query = "What risotto dinner did I make two weeks ago?"
+    assert source_ids(searcher.search(query, SearchScope(twin.id)))[0] == "spring"  # the better match in words
+    assert source_ids(searcher.search(query, SearchScope(twin.id, asked_at=asked)))[0] == "recent"
+    # a scope that sets its own time range is searched as it says; the question's time adds nothing to it
+    since = SearchScope(twin.id, since=asked - timedelta(days=200), asked_at=asked)
+    assert source_ids(searcher.search(query, since))[0] == "spring"
+
+
 def test_an_answer_follows_the_question_it_answers_but_one_persons_next_message_follows_nothing(
     store: MemoryStore, twin: Twin
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -161,7 +161,7 @@ def search(
         AudienceOption, typer.Option(help="Search only what this audience may see.")
     ] = AudienceOption.owner,
     batch: Annotated[
-        Path | None, typer.Option(help="JSONL of {query, k?, chat?}; JSONL out, one line per query.")
+        Path | None, typer.Option(help="JSONL of {query, k?, chat?, asked_at?}; JSONL out, one line per query.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     show_all: Annotated[
@@ -183,7 +183,7 @@ def search(
             _search_batch(twin.twin.id, searcher, batch, mode, layer.value, audience.value)
             return
         scope = SearchScope(twin.twin.id, audience=audience.value, chats=(chat,) if chat else None,
-                            since=since, until=until)
+                            since=since, until=until, asked_at=datetime.now(UTC))
         try:
             found = searcher.search(query or "", scope, k=k if show_all else k * HIDDEN_HEADROOM, mode=mode,
                                     layer=layer.value)
@@ -224,7 +224,7 @@ def _search_batch(
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         fail(f"{path}: {error}", 2)
-    requests = []
+    requests, now = [], datetime.now(UTC)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -232,12 +232,13 @@ def _search_batch(
             request = json.loads(line)
             if not isinstance(request, dict) or not isinstance(request.get("query"), str):
                 raise ValueError("expected an object with a string 'query'")
+            asked_at = datetime.fromisoformat(str(request["asked_at"])) if "asked_at" in request else now
         except ValueError as error:
             fail(f"{path}: line {number}: {error}", 2)
-        requests.append(request)
-    for request in requests:
+        requests.append((request, asked_at))
+    for request, asked_at in requests:
         chat = request.get("chat")
-        scope = SearchScope(twin_id, audience=audience, chats=(str(chat),) if chat else None)
+        scope = SearchScope(twin_id, audience=audience, chats=(str(chat),) if chat else None, asked_at=asked_at)
         hits = searcher.search(request["query"], scope, k=int(request.get("k", 10)), mode=mode, layer=layer)
         sys.stdout.write(json.dumps({"query": request["query"], "results": [_hit_json(h) for h in hits]}) + "\n")
 
