@@ -18,7 +18,7 @@ CotStyle = Literal["none", "weak", "multistep", "strong"]
 TASKS = ("memory_owner", "memory_others", "enhance", "critique")  # the paper's four tasks
 
 PRESETS: dict[str, dict[str, object]] = {
-    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 5e-5, "epochs": 4,
+    "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 5e-5, "epochs": 3.5,
             "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48,
             "phrasings_per_fact": 5, "memory_share": 0.25},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
