@@ -36,6 +36,7 @@ from storage.search import HybridSearcher, SearchScope
 SYSTEMS = {"hybrid": "hybrid", "our-bm25": "lexical", "our-dense": "dense"}  # name shown -> search mode; the
 # hybrid's two sides: BM25 with the context fields, MiniLM on the message with its day and context
 KS = (1, 5, 10, 20)
+HALVES = ("first half", "second half")  # of the questions, in the dataset's order
 Ranker = Callable[[Question], list[int]]
 
 
@@ -123,22 +124,25 @@ def rankers(searcher: HybridSearcher, twin_id: int, plain: PlainCorpus, members:
 
 
 def evaluate(dataset: Dataset, systems: dict[str, Ranker], turns: dict[int, str], console: Console) -> dict[str, dict]:
-    """Every system on every question: figures overall and per question type, and median latency."""
-    results = {}
+    """Every system on every question: figures overall, per half of the questions (a change must hold on both),
+    per question type, and median latency."""
+    results, half = {}, len(dataset.questions) // 2
     with progress_bar(console) as bar:
         for name, ranker in systems.items():
             task = bar.add_task(f"searching ({name})", total=len(dataset.questions))
-            overall, by_category, latencies = Tally(), defaultdict(Tally), []
-            for question in dataset.questions:
+            overall, by_half, by_category, latencies = Tally(), defaultdict(Tally), defaultdict(Tally), []
+            for at, question in enumerate(dataset.questions):
                 started = time.perf_counter()
                 ids = ranker(question)
                 latencies.append(time.perf_counter() - started)
                 ranked = first_distinct((turns[id] for id in ids if id in turns), max(KS))
                 overall.add(ranked, question.evidence)
+                by_half[HALVES[at >= half]].add(ranked, question.evidence)
                 by_category[question.category].add(ranked, question.evidence)
                 bar.advance(task)
             results[name] = {
                 "overall": overall.figures(),
+                "halves": {h: by_half[h].figures() for h in HALVES},
                 "by_category": {c: by_category[c].figures() for c in dataset.categories if c in by_category},
                 "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
             }
@@ -150,9 +154,9 @@ def figures_table(results: dict[str, dict], title: str) -> Table:
     figures = [Column(f"any/all@{k}", justify="right") for k in KS]
     table = Table(Column("questions", no_wrap=True), "system", *figures, box=box.SIMPLE_HEAD, title=title)
     first = next(iter(results.values()))
-    for scope in ("overall", *first["by_category"]):
+    for scope in ("overall", *first["halves"], *first["by_category"]):
         for name, result in results.items():
-            row = result["overall"] if scope == "overall" else result["by_category"][scope]
+            row = result["overall"] if scope == "overall" else {**result["halves"], **result["by_category"]}[scope]
             label = f"{scope} ({row['questions']})" if name == next(iter(results)) else ""
             cells = [f"{100 * row[f'any@{k}']:.1f}/{100 * row[f'all@{k}']:.1f}" for k in KS]
             table.add_row(label, name, *cells, end_section=name == list(results)[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.datasets import load
@@ -38,6 +39,7 @@ def test_longmemeval_indexes_user_turns_one_chat_per_session_and_counts_gold_tur
         ("q1/0", "sharegpt_x_0_1"), ("q1/1", "answer_4be1b6b4_1_1"), ("q1/1", "answer_4be1b6b4_1_3"),
         ("q1/2", "sharegpt_x_0_1")]
     assert dataset.messages[2]["timestamp"] == "2023-05-21T16:30:15+00:00"
+    assert question.asked_at == datetime(2023, 6, 1, 10, 0, tzinfo=UTC)  # "5 days ago" is read from here
     assert dataset.note == "1 questions without a gold user turn skipped"
 
 
@@ -57,4 +59,6 @@ def test_locomo_is_detected_and_keeps_categories_one_to_four(tmp_path: Path) -> 
     assert dataset.source == "locomo"
     assert [(q.chats, q.category, q.evidence) for q in dataset.questions] == [
         (("conv-1",), "single-hop", frozenset({"D1:1"}))]
+    # no time is given for LoCoMo's questions: they are asked a day after the conversation's last message
+    assert dataset.questions[0].asked_at == datetime(2023, 5, 9, 13, 56, 5, tzinfo=UTC)
     assert dataset.messages[1]["text"] == "Nice! [shared a photo: a sunset]"
