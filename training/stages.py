@@ -121,7 +121,7 @@ def _steps(samples: int, epochs: float, batch: int) -> int:
     return max(1, math.ceil(epochs * samples / batch))
 
 
-EVALUATION_SHARE = 0.2  # of the budget kept for the evaluation (owner on the CPU: 5 of 30 minutes measured)
+EVALUATION_SHARE = 0.2  # of the budget kept for the evaluation (the owner's on the CPU: 2.7-3.4 of 30 minutes)
 SFT_SHARE = 0.75  # of the training time given to SFT when DPO follows
 MIN_STAGE_SECONDS = 60.0  # a stage always gets this long, whatever is left: a few steps rather than none
 
