@@ -3,8 +3,9 @@
 Short chat lines are LoCoMo turns, long messages LongMemEval user turns (one chat per session), the first n of
 each written as one JSONL export and imported into a fresh twin exactly as `twin import` does (read and check
 the file, SQL, context, embeddings, BM25, the vector index, the search graph at the end). In the same run the
-embedding model alone encodes the same messages' texts, and the texts the store embeds for them (with day and
-sender): ingest / model-alone is the share of the import that is the model's own work.
+embedding model alone encodes the same messages' texts, and the texts the store embeds for them (the day, the
+sender and the two earlier turns: `MemoryStore.dense_texts`): ingest / model-alone is the share of the import that
+is the model's own work.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
+from sqlmodel import Session
 
 from bench.datasets import load
 from bench.retrieval import git_commit
-from storage.context_vectors import own_text
 from storage.models import L0Item
 
 SHAPES = {"short chat lines (LoCoMo)": "locomo", "long messages (LongMemEval)": "longmemeval"}
@@ -32,14 +34,6 @@ PROFILE_LINES = 25
 def messages_of(path: Path, format: str, n: int) -> list[dict]:
     """The first n messages of the dataset, as JSONL rows."""
     return load(path, format).messages[:n]
-
-
-def embedded_texts(messages: list[dict]) -> list[str]:
-    """What the store embeds for these messages: each alone, with its day and sender (storage/context_vectors.py)."""
-    from datetime import datetime
-
-    return [own_text(L0Item(kind="message", chat=m["chat"], sender_name=m["sender"], text=m["text"],
-                            occurred_at=datetime.fromisoformat(m["timestamp"]))) for m in messages]
 
 
 def time_model(embedder, texts: list[str]) -> float:  # noqa: ANN001 - storage.embeddings.Embedder
@@ -72,12 +66,15 @@ def measure_shape(messages: list[dict], profile: bool) -> dict:
                 profiler.disable()
             import_s = time.perf_counter() - started
             model_messages = time_model(embedder, [m["text"] for m in messages])
-            model_index = time_model(embedder, embedded_texts(messages))
+            with Session(twin.store.engine) as session:
+                rows = list(session.scalars(select(L0Item).where(L0Item.twin_id == twin.twin.id).order_by(L0Item.id)))
+            model_index = time_model(embedder, twin.store.dense_texts(rows))  # each with its day and earlier turns
     figures = {
         "messages": report.added, "mean_chars": round(sum(len(m["text"]) for m in messages) / len(messages), 1),
         "import_s": round(import_s, 1), "import_per_s": round(report.added / import_s, 1),
         "model_per_s": round(model_messages, 1), "model_index_texts_per_s": round(model_index, 1),
         "ratio": round(report.added / import_s / model_messages, 3),
+        "ratio_stored_texts": round(report.added / import_s / model_index, 3),
     }
     if profiler:
         text = io.StringIO()
@@ -102,10 +99,12 @@ def run_ingest_bench(
         out.print_json(json.dumps(report))
     else:
         table = Table("shape", "messages", "mean chars", "import msg/s", "model alone msg/s",
-                      "model on stored texts", "import / model", title="ingest through import_path")
+                      "model on stored texts", "import / model", "import / model on stored",
+                      title="ingest through import_path")
         for name, f in report["shapes"].items():
             table.add_row(name, str(f["messages"]), str(f["mean_chars"]), str(f["import_per_s"]),
-                          str(f["model_per_s"]), str(f["model_index_texts_per_s"]), str(f["ratio"]))
+                          str(f["model_per_s"]), str(f["model_index_texts_per_s"]), str(f["ratio"]),
+                          str(f["ratio_stored_texts"]))
         out.print(table, width=max(out.width, 120))
         for name, f in report["shapes"].items():
             if "profile" in f:

@@ -288,6 +288,11 @@ class MemoryStore:
         texts = [index_text(row, turns[row.id].earlier) for row in rows]
         return self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
 
+    def dense_texts(self, rows: list[L0Item]) -> list[str]:
+        """The texts the model embeds for these stored rows (what `_dense` reads), for measuring the model alone."""
+        turns = self._turns(rows)
+        return [index_text(row, turns[row.id].earlier) for row in rows]
+
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:
         """BM25 of the item itself plus, weighted down, of the messages around it (fields, as in BM25F)."""
         own = self.lexical.document(index_text(row))

@@ -427,6 +427,16 @@ def test_a_time_the_question_names_favours_what_was_said_then(
     assert source_ids(searcher.search(query, since))[0] == "spring"
 
 
+def test_the_dense_texts_are_what_the_model_embeds_for_a_stored_message(store: MemoryStore, twin: Twin) -> None:
+    seen: list[str] = []
+    embed = store.embedder.embed
+    store.embedder.embed = lambda texts: (seen.extend(texts), embed(texts))[1]  # type: ignore[method-assign]
+    rows = store.add(twin.id, [item("q", "Which ferry to Hydra?", chat="trip", sender="Mia"),
+                               item("a", "The Flying Dolphin", chat="trip", at=T0 + timedelta(minutes=1))]).rows
+    assert store.dense_texts(rows) == seen  # the day, who said it, then the turn it follows
+    assert seen[1] == "[1 May 2024] Tom: The Flying Dolphin\nWhich ferry to Hydra?"
+
+
 def test_an_answer_follows_the_question_it_answers_but_one_persons_next_message_follows_nothing(
     store: MemoryStore, twin: Twin
 ) -> None:
