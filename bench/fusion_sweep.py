@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import pickle
 import tempfile
 import time
 from collections import defaultdict
@@ -22,11 +21,11 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.datasets import load
-from bench.retrieval import KS, Tally, first_distinct, import_dataset, imported
+from bench.retrieval import HALVES, KS, Tally, first_distinct, import_dataset, imported
 from storage import context_vectors
 from storage.context_vectors import contextual_vectors
 from storage.memory import MemoryStore
-from storage.search import FusionWeights, SearchScope, reciprocal_rank_fusion, with_neighbours
+from storage.search import FusionWeights, SearchScope, best_first, reciprocal_rank_fusion, with_neighbours
 from storage.vectors import IndexQuery
 
 GRID = {"dense": (0.3, 0.5, 0.7, 1.0), "rrf_k": (5, 10, 20, 60), "neighbour": (0.0, 0.1, 0.2)}
@@ -36,18 +35,15 @@ def per_turn(store: MemoryStore, rows: list, turns: dict) -> list[list[float]]:
     return contextual_vectors(store.embedder, rows, turns).tolist()
 
 
-def times(store: MemoryStore, rows: list) -> dict[int, float]:
-    """When each imported item was said (epoch seconds), for experiments that look at sessions."""
-    from sqlalchemy import select
-    from sqlmodel import Session
-
-    from storage.memory import epoch
-    from storage.models import L0Item
-
-    with Session(store.engine) as session:
-        wanted = {r[0] for r in rows}
-        return {id: epoch(moment) for id, moment in session.execute(select(L0Item.id, L0Item.occurred_at))
-                if id in wanted}
+def tally(questions: list, rankings: list[list], turn_of: dict[int, str]) -> dict[str, dict]:
+    """any/all@k of one ranking per question: overall, per half (the bench's halves) and per question type."""
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    half = len(questions) // 2
+    for at, (question, ranked) in enumerate(zip(questions, rankings, strict=True)):
+        turns = first_distinct((turn_of[h.id] for h in ranked if h.id in turn_of), max(KS))
+        for scope in ("overall", HALVES[at >= half], question.category):
+            tallies[scope].add(turns, question.evidence)
+    return {scope: t.figures() for scope, t in tallies.items()}
 
 
 def main() -> None:
@@ -57,7 +53,6 @@ def main() -> None:
     parser.add_argument("--dense", choices=("joined", "per-turn"), default="joined")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--short-chars", type=int, help="storage.context_vectors.SHORT_CHARS for --dense per-turn")
-    parser.add_argument("--cache", type=Path, help="Pickle of the hits, the rows and the questions (written).")
     args = parser.parse_args()
     from twin.app import open_twin
     from twin.settings import Settings
@@ -82,36 +77,21 @@ def main() -> None:
                 dense, sparse = store.index.search(IndexQuery(
                     dense=store.embedder.embed([question.text])[0], sparse=store.lexical.query(question.text),
                     filter=scope.vector_filter(), limit=depth))
-                found.append(tuple(sorted(hits, key=lambda h: (-h.score, h.id)) for hits in (sparse, dense)))
-            if args.cache:
-                with args.cache.open("wb") as handle:
-                    pickle.dump({"questions": dataset.questions, "found": found, "rows": rows,
-                                 "times": times(store, rows)}, handle)
-    half = len(dataset.questions) // 2
+                found.append((best_first(sparse), best_first(dense)))
     records = []
     for dense_w, rrf_k, neighbour in itertools.product(*GRID.values()):
         weights = replace(FusionWeights(), dense=dense_w, rrf_k=rrf_k, neighbour=neighbour)
-        tallies: dict[str, Tally] = defaultdict(Tally)
-        for at, (question, (sparse, dense)) in enumerate(zip(dataset.questions, found, strict=True)):
-            fused = reciprocal_rank_fusion([(sparse, weights.lexical), (dense, weights.dense)], weights.rrf_k)
-            ranked = with_neighbours(fused, (sparse, dense), weights.neighbour)
-            turns = first_distinct((turn_of[h.id] for h in ranked if h.id in turn_of), max(KS))
-            for scope in ("overall", "first half" if at < half else "second half", question.category):
-                tallies[scope].add(turns, question.evidence)
-        records.append({"fusion": asdict(weights), **{s: t.figures() for s, t in tallies.items()}})
+        fused = [with_neighbours(reciprocal_rank_fusion([(sparse, weights.lexical), (dense, weights.dense)],
+                                                        weights.rrf_k), (sparse, dense), weights.neighbour)
+                 for sparse, dense in found]
+        records.append({"fusion": asdict(weights), **tally(dataset.questions, fused, turn_of)})
     for side, index in (("our-bm25", 0), ("our-dense", 1)):
-        tallies = defaultdict(Tally)
-        for at, (question, hits) in enumerate(zip(dataset.questions, found, strict=True)):
-            turns = first_distinct((turn_of[h.id] for h in hits[index] if h.id in turn_of), max(KS))
-            for scope in ("overall", "first half" if at < half else "second half", question.category):
-                tallies[scope].add(turns, question.evidence)
-        records.append({"side": side, **{s: t.figures() for s, t in tallies.items()}})
+        records.append({"side": side, **tally(dataset.questions, [hits[index] for hits in found], turn_of)})
     print(f"{args.dense}: {len(rows)} items imported in {import_s:.0f} s, {len(dataset.questions)} questions")
     print(f"{'setting':34} {'overall any/all@10':>20} {'1st half':>14} {'2nd half':>14}")
     for record in records:
         name = record.get("side") or "dense {dense} k {rrf_k} nb {neighbour}".format(**record["fusion"])
-        cells = [f"{100 * record[s]['any@10']:.1f}/{100 * record[s]['all@10']:.1f}"
-                 for s in ("overall", "first half", "second half")]
+        cells = [f"{100 * record[s]['any@10']:.1f}/{100 * record[s]['all@10']:.1f}" for s in ("overall", *HALVES)]
         print(f"{name:34} {cells[0]:>20} {cells[1]:>14} {cells[2]:>14}")
     if args.results:
         with args.results.open("a", encoding="utf-8") as handle:

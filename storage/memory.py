@@ -285,12 +285,11 @@ class MemoryStore:
 
     def _dense(self, rows: list[L0Item], turns: dict[int, Turn]) -> list[list[float]]:
         """Each row's dense vector: the model on the message with its day and its earlier turns, as one text."""
-        texts = [index_text(row, turns[row.id].earlier) for row in rows]
-        return self.embedder.embed(texts).tolist()  # one conversion for the batch, not one per point
+        return self.embedder.embed(self.dense_texts(rows, turns)).tolist()  # one conversion for the batch
 
-    def dense_texts(self, rows: list[L0Item]) -> list[str]:
-        """The texts the model embeds for these stored rows (what `_dense` reads), for measuring the model alone."""
-        turns = self._turns(rows)
+    def dense_texts(self, rows: list[L0Item], turns: dict[int, Turn] | None = None) -> list[str]:
+        """The texts the model embeds for these stored rows (their turns read when not given)."""
+        turns = turns if turns is not None else self._turns(rows)
         return [index_text(row, turns[row.id].earlier) for row in rows]
 
     def _sparse(self, row: L0Item, turn: Turn) -> SparseVector:

@@ -60,6 +60,11 @@ class FusionWeights:
     # lost a question on a half of each dataset; 0.5 holds on all four halves: docs/benchmarks.md)
 
 
+def best_first(hits: list[Hit]) -> list[Hit]:
+    """Hits by score; equal scores come back from the index in no fixed order, so ties go by id (repeatable)."""
+    return sorted(hits, key=lambda hit: (-hit.score, hit.id))
+
+
 def reciprocal_rank_fusion(rankings: Sequence[tuple[list[Hit], float]], k: int) -> list[Hit]:
     """Weighted RRF: each list adds weight / (k + rank) to the items it holds."""
     scores: dict[int, float] = {}
@@ -112,9 +117,8 @@ class HybridSearcher:
         dense_hits, sparse_hits = self._store.index.search(
             IndexQuery(dense=dense, sparse=sparse, filter=scope.vector_filter(), limit=self.weights.depth)
         )
-        # Equal scores come back in no fixed order: break ties by id so a search is repeatable.
-        dense_hits = sorted(dense_hits, key=lambda hit: (-hit.score, hit.id))
-        sparse_hits = sorted(sparse_hits, key=lambda hit: (-hit.score, hit.id))
+        dense_hits = best_first(dense_hits)
+        sparse_hits = best_first(sparse_hits)
         if mode == "dense":
             return dense_hits
         if mode == "lexical":
@@ -135,5 +139,5 @@ class HybridSearcher:
         within = replace(scope, since=window.start, until=window.end).vector_filter()
         dense_hits, sparse_hits = self._store.index.search(
             IndexQuery(dense=dense, sparse=sparse, filter=within, limit=self.weights.depth))
-        return [(sorted(sparse_hits, key=lambda hit: (-hit.score, hit.id)), self.weights.window * self.weights.lexical),
-                (sorted(dense_hits, key=lambda hit: (-hit.score, hit.id)), self.weights.window * self.weights.dense)]
+        return [(best_first(sparse_hits), self.weights.window * self.weights.lexical),
+                (best_first(dense_hits), self.weights.window * self.weights.dense)]

@@ -12,9 +12,11 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
+
+from storage.facts import as_utc
 
 TIME_WORDS = re.compile(
     r"\b(?:ago|yesterday|today|tonight|last|past|previous|day|days|week|weeks|weekend|month|months|year|years|"
@@ -32,10 +34,6 @@ class TimeWindow:
     start: datetime
     end: datetime
     words: str
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @cache
@@ -64,7 +62,7 @@ def time_window(question: str, asked_at: datetime) -> TimeWindow | None:
     if not TIME_WORDS.search(question):
         return None  # most questions: no call into dateparser at all
     search_dates, parser_class = _parsers()
-    settings = {"RELATIVE_BASE": _utc(asked_at).replace(tzinfo=None), "PREFER_DATES_FROM": "past",
+    settings = {"RELATIVE_BASE": as_utc(asked_at).replace(tzinfo=None), "PREFER_DATES_FROM": "past",
                 "RETURN_TIME_AS_PERIOD": True}
     found = search_dates(question, languages=["en"], settings=settings) or []
     parser = parser_class(languages=["en"], settings=settings)
@@ -74,7 +72,7 @@ def time_window(question: str, asked_at: datetime) -> TimeWindow | None:
         data = parser.get_date_data(words)
         if data.date_obj is None:
             continue
-        start, end = _span(_utc(data.date_obj), data.period or "day")
-        if start < _utc(asked_at) + timedelta(days=1):  # a window after the question is a misreading
+        start, end = _span(as_utc(data.date_obj), data.period or "day")
+        if start < as_utc(asked_at) + timedelta(days=1):  # a window after the question is a misreading
             return TimeWindow(start, end, words)
     return None
