@@ -21,8 +21,7 @@ import numpy as np
 from rich.console import Console
 
 from bench.datasets import load
-from bench.fusion_sweep import tally
-from bench.retrieval import HALVES, import_dataset, imported
+from bench.fusion_sweep import import_once, print_records, tally
 from storage.search import HybridSearcher, SearchScope, best_first, reciprocal_rank_fusion, with_neighbours
 from storage.vectors import IndexQuery, SparseVector
 
@@ -55,9 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="twin-feedback-") as folder:
         settings = Settings(data_dir=Path(folder) / "data", database_url=None, qdrant_url=None)
         with open_twin(settings) as twin:
-            import_s = import_dataset(twin.store, twin.twin.id, dataset, Path(folder), console)
-            rows = imported(twin.store, dataset.source)
-            turn_of = {r[0]: r[2] for r in rows}
+            import_s, turn_of = import_once(twin, dataset, Path(folder), console)
             store = twin.store
             searcher = HybridSearcher(store)
             weights = searcher.weights
@@ -97,11 +94,9 @@ def main() -> None:
     for (m, beta, weight), rankings in swept.items():
         records.append({"setting": f"m {m} beta {beta} weight {weight}",
                         **tally(dataset.questions, rankings, turn_of)})
-    print(f"{len(rows)} items imported in {import_s:.0f} s, {len(dataset.questions)} questions, sweep {rank_s:.0f} s")
-    print(f"{'setting':34} {'overall any/all@10':>20} {'1st half':>14} {'2nd half':>14}")
-    for record in records:
-        cells = [f"{100 * record[s]['any@10']:.1f}/{100 * record[s]['all@10']:.1f}" for s in ("overall", *HALVES)]
-        print(f"{record['setting']:34} {cells[0]:>20} {cells[1]:>14} {cells[2]:>14}")
+    print(f"{len(turn_of)} items imported in {import_s:.0f} s, {len(dataset.questions)} questions, "
+          f"sweep {rank_s:.0f} s")
+    print_records(records, lambda record: record["setting"])
     if args.results:
         with args.results.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"timestamp": time.time(), "data": str(args.data), "limit": args.limit,

@@ -46,6 +46,20 @@ def tally(questions: list, rankings: list[list], turn_of: dict[int, str]) -> dic
     return {scope: t.figures() for scope, t in tallies.items()}
 
 
+def import_once(twin, dataset, folder: Path, console: Console) -> tuple[float, dict[int, str]]:
+    """The dataset imported as `twin bench retrieval` imports it: seconds taken, and each item's dataset turn id."""
+    import_s = import_dataset(twin.store, twin.twin.id, dataset, folder, console)
+    return import_s, {r[0]: r[2] for r in imported(twin.store, dataset.source)}
+
+
+def print_records(records: list[dict], name_of) -> None:
+    """any/all@10 of each record, overall and per half, a line each."""
+    print(f"{'setting':34} {'overall any/all@10':>20} {'1st half':>14} {'2nd half':>14}")
+    for record in records:
+        cells = [f"{100 * record[s]['any@10']:.1f}/{100 * record[s]['all@10']:.1f}" for s in ("overall", *HALVES)]
+        print(f"{name_of(record):34} {cells[0]:>20} {cells[1]:>14} {cells[2]:>14}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
@@ -67,9 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="twin-sweep-") as folder:
         settings = Settings(data_dir=Path(folder) / "data", database_url=None, qdrant_url=None)
         with open_twin(settings) as twin:
-            import_s = import_dataset(twin.store, twin.twin.id, dataset, Path(folder), console)
-            rows = imported(twin.store, dataset.source)
-            turn_of = {r[0]: r[2] for r in rows}
+            import_s, turn_of = import_once(twin, dataset, Path(folder), console)
             store = twin.store
             found: list[tuple[list, list]] = []
             for question in dataset.questions:
@@ -87,12 +99,8 @@ def main() -> None:
         records.append({"fusion": asdict(weights), **tally(dataset.questions, fused, turn_of)})
     for side, index in (("our-bm25", 0), ("our-dense", 1)):
         records.append({"side": side, **tally(dataset.questions, [hits[index] for hits in found], turn_of)})
-    print(f"{args.dense}: {len(rows)} items imported in {import_s:.0f} s, {len(dataset.questions)} questions")
-    print(f"{'setting':34} {'overall any/all@10':>20} {'1st half':>14} {'2nd half':>14}")
-    for record in records:
-        name = record.get("side") or "dense {dense} k {rrf_k} nb {neighbour}".format(**record["fusion"])
-        cells = [f"{100 * record[s]['any@10']:.1f}/{100 * record[s]['all@10']:.1f}" for s in ("overall", *HALVES)]
-        print(f"{name:34} {cells[0]:>20} {cells[1]:>14} {cells[2]:>14}")
+    print(f"{args.dense}: {len(turn_of)} items imported in {import_s:.0f} s, {len(dataset.questions)} questions")
+    print_records(records, lambda r: r.get("side") or "dense {dense} k {rrf_k} nb {neighbour}".format(**r["fusion"]))
     if args.results:
         with args.results.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"timestamp": time.time(), "data": str(args.data), "limit": args.limit,
