@@ -55,6 +55,8 @@ class Recipe:
     bf16: bool = False  # bfloat16 on a GPU; float32 on the CPU
     beta: float = 0.1  # DPO only: how far the policy may move from its reference (the SFT adapter)
     sft_weight: float = 1.0  # DPO only: weight of the chosen answers' NLL added to the DPO loss (0: DPO alone)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    group_by_length: bool = True  # SFT only: batches of samples of about the same length (less padding)
 
 
 def default_steps(samples: int, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE) -> int:
@@ -194,6 +196,7 @@ def trainer_args(recipe: Recipe, folder: Path) -> dict[str, Any]:
         report_to="none", save_strategy="no", learning_rate=recipe.learning_rate, max_steps=recipe.max_steps,
         per_device_train_batch_size=recipe.batch_size, max_length=recipe.max_length, logging_steps=1,
         seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
+        gradient_checkpointing=recipe.gradient_checkpointing,
     )
 
 
@@ -252,7 +255,8 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
     def make_trainer(rows: list[dict[str, Any]], building: Path, losses: list[float]) -> SFTTrainer:
         fresh = recipe.init_adapter is None
         return SFTTrainer(
-            model=load_model(base, recipe), args=SFTConfig(**trainer_args(recipe, building)),
+            model=load_model(base, recipe), args=SFTConfig(**trainer_args(recipe, building), train_sampling_strategy=(
+                "group_by_length" if recipe.group_by_length else "random")),
             train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base),
             peft_config=LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, target_modules=TARGET_MODULES,
                                    lora_dropout=0.0, task_type="CAUSAL_LM") if fresh else None,

@@ -140,7 +140,8 @@ def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: 
     sft_recipe = Recipe(max_steps=_steps(len(sft_rows), recipe.epochs, recipe.batch_size),
                         max_length=recipe.max_length, r=recipe.rank, lora_alpha=recipe.alpha,
                         learning_rate=recipe.sft_learning_rate, batch_size=recipe.batch_size, seed=recipe.seed,
-                        budget_seconds=sft_budget, init_adapter=init.path if init else None, bf16=recipe.bf16)
+                        budget_seconds=sft_budget, init_adapter=init.path if init else None, bf16=recipe.bf16,
+                        gradient_checkpointing=recipe.gradient_checkpointing)
     sft_path = folder / f".{name}.sft"
     began = began_training = time.perf_counter()
     run.stage(f"SFT on {len(sft_rows)} samples ({sft_recipe.max_steps} steps at most)", long=True)
