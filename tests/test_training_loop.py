@@ -359,3 +359,35 @@ def test_a_streamed_reply_never_shows_its_reasoning() -> None:
     text = asyncio.run(go())
     assert "4417" in text and "4417" not in "".join(shown) and "think" not in "".join(shown)
     assert "".join(shown) == "Sure  Hi a < b"
+
+
+def test_the_cpu_preset_trains_without_gradient_checkpointing_and_the_gpu_preset_with_it(tmp_path: Path) -> None:
+    from training.sft import Recipe, trainer_args
+
+    # on the CPU the bundled model's activations fit easily and recomputing them doubled a step's time
+    assert TrainingRecipe().gradient_checkpointing is False
+    assert TrainingRecipe(preset="gpu").gradient_checkpointing is True
+    assert TrainingRecipe(preset="gpu", gradient_checkpointing=False).gradient_checkpointing is False
+    assert trainer_args(Recipe(max_steps=1), tmp_path)["gradient_checkpointing"] is False
+    assert trainer_args(Recipe(max_steps=1, gradient_checkpointing=True), tmp_path)["gradient_checkpointing"] is True
+
+
+def test_training_stops_before_a_step_that_would_end_past_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import TrainerControl
+
+    import training.sft as sft
+
+    clock = [100.0]
+    monkeypatch.setattr(sft.time, "perf_counter", lambda: clock[0])
+    callback = sft.reporting_callback([], budget_seconds=100.0)
+    control = TrainerControl()
+
+    def step(seconds: float) -> bool:
+        callback.on_step_begin(None, None, control)
+        clock[0] += seconds
+        callback.on_step_end(None, None, control)
+        return control.should_training_stop
+
+    assert not step(30.0)  # 30 s spent, another 30 s step ends at 60: within 100
+    assert not step(30.0)  # 60 spent, the next ends at 90
+    assert step(30.0)  # 90 spent: the next would end at 120, past the budget, so training stops (and is saved)

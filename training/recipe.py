@@ -59,7 +59,7 @@ class TrainingRecipe(BaseModel):
     batch_size: int = Field(default=8, ge=1, le=512)
     max_length: int = Field(default=320, ge=32, description="Tokens per sample, prompt included: longer is dropped.")
     bf16: bool = Field(default=False, description="bfloat16 weights (a GPU); float32 on the CPU.")
-    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in the backward pass: "
+    gradient_checkpointing: bool = Field(default=False, description="SFT recomputes activations in the backward: "
                                          "less memory for a large model, more time (2.2x per step for the bundled "
                                          "model on the CPU, where memory is not the limit).")
     budget_minutes: float = Field(default=25.0, gt=0, description="Wall time for the whole run: synthesis to the "
