@@ -121,7 +121,7 @@ def _steps(samples: int, epochs: float, batch: int) -> int:
     return max(1, math.ceil(epochs * samples / batch))
 
 
-EVALUATION_SHARE = 0.2  # of the budget kept for the evaluation (the owner's on the CPU: 2.7-3.4 of 30 minutes)
+EVALUATION_SHARE = 0.2  # of the budget kept for the evaluation (the owner's on the CPU: 2.7-5.9 of 30 minutes)
 SFT_SHARE = 0.75  # of the training time given to SFT when DPO follows
 # DPO always recomputes activations: without it the owner's DPO child peaked at 9.9 GB (5.9 GB with) and its steps
 # were no faster in that run (session 21); the recipe's gradient_checkpointing is SFT's.
