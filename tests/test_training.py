@@ -428,6 +428,8 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     assert [text for text, long in stages if long] == ["SFT", "DPO", "evaluating"]  # what /retrain's chat hears
     assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
     assert good.metrics["training"]["dpo"] and "sft+dpo" in figures  # DPO ran, continuing the SFT adapter
+    # the CPU preset reached the SFT child: no recomputed activations, batches grouped by length
+    assert good.metrics["recipe"]["gradient_checkpointing"] is False and good.metrics["recipe"]["group_by_length"]
     assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]
     assert weak.status == "kept" and not weak.metrics["gate"]["deploy"]  # worse than what serves: not deployed
     assert " fell from " in weak.metrics["gate"]["reason"]  # recall or valid JSON, against what serves

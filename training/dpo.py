@@ -4,7 +4,9 @@ Rows are TRL's conversational preference format: prompt (chat messages), chosen 
 message each). The SFT adapter is loaded trainable and is its own reference (TRL keeps a frozen copy of it, no
 second model in memory). The loss adds the chosen answers' NLL to DPO's (recipe.sft_weight; RPO, Pang et al. 2024):
 DPO alone lowers the chosen answer's likelihood too when chosen and rejected differ in a few tokens, and on the
-bundled model that cost the recall and the JSON that SFT had taught. Events and the atomic folder are those of
+bundled model that cost the recall and the JSON that SFT had taught. DPO always recomputes activations
+(gradient checkpointing), whatever the recipe says for SFT: without it the owner's DPO child on the bundled model
+peaked at 9.9 GB (5.9 GB with) and its steps were no faster (session 21). Events and the atomic folder are those of
 training.sft.
 """
 
@@ -50,8 +52,9 @@ def run(base: Path, data: Path, output: Path, recipe: Recipe) -> None:
 
     def make_trainer(rows: list[dict[str, Any]], building: Path, losses: list[float]) -> DPOTrainer:
         return DPOTrainer(
-            model=load_model(base, recipe), args=DPOConfig(**trainer_args(recipe, building), beta=recipe.beta,
-                                                           **_loss(recipe.sft_weight)),
+            model=load_model(base, recipe),
+            args=DPOConfig(**trainer_args(recipe, building) | {"gradient_checkpointing": True}, beta=recipe.beta,
+                           **_loss(recipe.sft_weight)),
             train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base),
             callbacks=[reporting_callback(losses, recipe.budget_seconds)],
         )

@@ -55,7 +55,7 @@ class Recipe:
     bf16: bool = False  # bfloat16 on a GPU; float32 on the CPU
     beta: float = 0.1  # DPO only: how far the policy may move from its reference (the SFT adapter)
     sft_weight: float = 1.0  # DPO only: weight of the chosen answers' NLL added to the DPO loss (0: DPO alone)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    gradient_checkpointing: bool = False  # SFT only (DPO always does): recompute activations, less memory, more time
     group_by_length: bool = True  # SFT only: batches of samples of about the same length (less padding)
 
 

@@ -123,9 +123,6 @@ def _steps(samples: int, epochs: float, batch: int) -> int:
 
 EVALUATION_SHARE = 0.2  # of the budget kept for the evaluation (the owner's on the CPU: 2.7-5.9 of 30 minutes)
 SFT_SHARE = 0.75  # of the training time given to SFT when DPO follows
-# DPO always recomputes activations: without it the owner's DPO child peaked at 9.9 GB (5.9 GB with) and its steps
-# were no faster in that run (session 21); the recipe's gradient_checkpointing is SFT's.
-DPO_GRADIENT_CHECKPOINTING = True
 MIN_STAGE_SECONDS = 60.0  # a stage always gets this long, whatever is left: a few steps rather than none
 
 
@@ -158,7 +155,7 @@ def train(run: Run, base: str, name: str, sft_rows: list[NewSample], pair_rows: 
     left = max(MIN_STAGE_SECONDS, budget - (time.perf_counter() - began_training))
     dpo_recipe = replace(sft_recipe, max_steps=_steps(len(pair_rows), 1, recipe.batch_size),
                          learning_rate=recipe.dpo_learning_rate, budget_seconds=left, beta=recipe.dpo_beta,
-                         sft_weight=recipe.dpo_sft_weight, gradient_checkpointing=DPO_GRADIENT_CHECKPOINTING)
+                         sft_weight=recipe.dpo_sft_weight)
     dpo_path = folder / f".{name}.dpo"
     run.stage(f"DPO on {len(pair_rows)} pairs ({dpo_recipe.max_steps} steps at most)", long=True)
     dpo = train_dpo(base, sft_path, [pair_row(p.prompt, p.completion, p.meta["rejected"]) for p in pair_rows],
