@@ -55,8 +55,10 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
     data = json.loads(DATA.read_text(encoding="utf-8"))
     report: dict[str, Any] = {"bench": "training", "facts": len(data["facts"]), "audiences": {}}
     with tempfile.TemporaryDirectory(prefix="twin-bench-training-") as tmp:
+        # the recipe of TWIN_TRAINING, as `twin train` would use it, with the bench's budget and DPO switch
+        recipe = Settings().training.model_dump() | {"budget_minutes": budget_minutes, "dpo": dpo}
         settings = Settings(data_dir=Path(tmp) / "data", owner_name=data["owner"], owner_ids=[data["owner_id"]],
-                            training={"budget_minutes": budget_minutes, "dpo": dpo})
+                            training=recipe)
         with open_twin(settings) as app:
             indirect = seed_owner(app, data, Path(tmp))
             for audience in audiences:
