@@ -300,6 +300,38 @@ def test_a_teacher_gets_only_what_it_may_see_and_its_bad_paraphrases_are_dropped
     assert any(s.meta["family"] == "teacher" for s in out.sft)
 
 
+def test_only_paraphrases_that_avoid_the_subjects_words_are_held_out_as_indirect_questions(
+    store: MemoryStore, twin: Twin, facts: FactStore
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from core.llm import OpenAIChatClient
+    from training.cards import names_topic
+    from training.teacher import Teacher, teach
+    from twin.testing import RecordingLLM
+
+    _, cards, _ = cards_of(facts, twin.id, "owner")
+    dog = next(c for c in cards if "dog" in c.subject)
+    given = ["What is my dog called?", "What do I call my pet?", "Remind me of my dogs name.",
+             "Who wags at the door when I get home?", "How do I address my furry friend?"]
+    with RecordingLLM() as llm:
+        llm.script.append({"questions": given})
+
+        async def go() -> tuple:
+            async with httpx.AsyncClient(base_url=llm.url + "/") as http:
+                return await teach(Teacher(OpenAIChatClient(http, default_model="base"), "base", "private"), [dog],
+                                   "Sam", 5, "none")
+
+        train, held, _ = asyncio.run(go())
+    assert "must not use any word" in llm.prompts()[0]  # the teacher is asked for the indirect kind
+    assert held[dog.fact_id] == ["Who wags at the door when I get home?"]  # every other indirect one
+    assert train[dog.fact_id] == ["What is my dog called?", "Remind me of my dogs name.", "What do I call my pet?",
+                                  "How do I address my furry friend?"]  # topic-naming ones all trained
+    assert not any(names_topic(q, dog, "Sam") for q in held[dog.fact_id])
+
+
 def test_a_superseded_fact_requests_a_retrain_of_each_audience_that_saw_it(
     store: MemoryStore, twin: Twin, facts: FactStore
 ) -> None:

@@ -86,6 +86,23 @@ def questions(card: FactCard, owner: str, asker: str, families: tuple[str, ...])
     return [(family, family.format(s=subject)) for family in families]
 
 
+FUNCTION_WORDS = frozenset(("a", "an", "the", "of", "my", "your", "his", "her", "their", "our", "i", "you", "me",
+                            "we", "is", "are", "was", "were", "do", "does", "did", "to", "in", "on", "at", "for",
+                            "and", "or", "with", "what", "which", "who", "whom", "whose", "where", "when", "how"))
+
+
+def _content_words(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9]+", text.casefold().replace("\u2019", "'").replace("'s", ""))
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words if w not in FUNCTION_WORDS}
+
+
+def names_topic(question: str, card: FactCard, owner: str) -> bool:
+    """Whether a question reuses a word of the fact's subject ("What is my dog called?" for "Sam's dog's name"):
+    one that reuses none ("What do I call my pet?") asks through meaning alone, the harder, indirect kind."""
+    subject = _content_words(card.subject_for(owner, "first")) - _content_words(owner)
+    return bool(subject & _content_words(question))
+
+
 def mentions(answer: str, key: str) -> bool:
     """Whether an answer holds the key span (case and spacing aside): the deterministic recall test."""
     fold = " ".join(answer.casefold().split())

@@ -5,9 +5,10 @@ like any sample). A rebuild keeps every probe whose question and facts are uncha
 the facts' changes require; the set's version is a digest of its content, recorded with every result.
 
 Types: recall_topic (held-out phrasings that name the topic), recall_indirect (phrasings that do not: the
-teacher's held-out paraphrases, or ones given with the facts), recall_others (asked about the owner by someone
-else), control (facts never trained on), leak (a more private fact asked through this audience's adapter),
-critique and enhance (the expert tasks), and the owner's newest replies for voice (kept apart by time).
+teacher's held-out paraphrases that reuse no word of the subject, or ones given with the facts), recall_others
+(asked about the owner by someone else), control (facts never trained on), leak (a more private fact asked
+through this audience's adapter), critique and enhance (the expert tasks), and the owner's newest replies for voice
+(kept apart by time).
 """
 
 from __future__ import annotations

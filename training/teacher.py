@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 from core.llm import LanguageModel, LLMOutputError, LLMUnavailable
 from storage.models import Visibility
 from storage.training import PRIVACY_ORDER
-from training.cards import FactCard, mentions
+from training.cards import FactCard, mentions, names_topic
 
 log = logging.getLogger(__name__)
 
 PARAPHRASE_SYSTEM = (
     "You write questions. Give {n} different ways someone could ask the question below, in plain English. "
-    "Do not include the answer. Reply with JSON: {{\"questions\": [\"...\"]}}."
+    "At least half must not use any word of the thing asked about (for \"What is my home city?\": \"Where do I "
+    "live?\"). Do not include the answer. Reply with JSON: {{\"questions\": [\"...\"]}}."
 )
 REASON_SYSTEM = "Explain in one sentence how the fact answers the question. Reply with JSON: {\"reasoning\": \"...\"}."
 STRONG_SYSTEM = ("Think step by step, then answer. Reply with JSON: {\"reasoning\": \"...\", \"answer\": \"...\"}; "
@@ -123,8 +124,9 @@ class Teacher:
 
 async def teach(teacher: Teacher | None, cards: Sequence[FactCard], owner: str, per_fact: int,
                 style: str) -> tuple[dict[int, list[str]], dict[int, list[str]], dict[int, str]]:
-    """(training paraphrases, evaluation paraphrases, reasoning) per fact id; half the paraphrases of each fact are
-    kept for evaluation, never trained on."""
+    """(training paraphrases, evaluation paraphrases, reasoning) per fact id. Paraphrases that reuse a word of the
+    fact's subject are trained on; of those that do not (the indirect kind), every other one is kept for
+    evaluation, never trained on, so the evaluation's indirect questions are indirect."""
     train: dict[int, list[str]] = {}
     held: dict[int, list[str]] = {}
     reasons: dict[int, str] = {}
@@ -133,7 +135,9 @@ async def teach(teacher: Teacher | None, cards: Sequence[FactCard], owner: str, 
     for card in cards:
         question = f"What is {card.subject_for(owner, 'first')}?"
         found = await teacher.paraphrases(card, question, per_fact)
-        train[card.fact_id], held[card.fact_id] = found[::2], found[1::2]
+        indirect = [q for q in found if not names_topic(q, card, owner)]
+        train[card.fact_id] = [q for q in found if names_topic(q, card, owner)] + indirect[::2]
+        held[card.fact_id] = indirect[1::2]
         if style in ("multistep", "strong"):
             reasoning = await teacher.reasoning(card, question, style)
             if reasoning:
