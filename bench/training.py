@@ -59,6 +59,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
         recipe = Settings().training.model_dump() | {"budget_minutes": budget_minutes, "dpo": dpo}
         settings = Settings(data_dir=Path(tmp) / "data", owner_name=data["owner"], owner_ids=[data["owner_id"]],
                             training=recipe)
+        report["recipe"] = {k: v for k, v in recipe.items() if k not in ("teacher", "judge")}  # no endpoint keys
         with open_twin(settings) as app:
             indirect = seed_owner(app, data, Path(tmp))
             for audience in audiences:
