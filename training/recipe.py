@@ -18,6 +18,8 @@ from core.endpoints import ModelEndpoint
 
 CotStyle = Literal["none", "weak", "multistep", "strong"]
 TASKS = ("memory_owner", "memory_others", "enhance", "critique")  # the paper's four tasks
+PairTask = Literal["memory_owner", "memory_others", "decline", "introduce", "enhance", "critique", "reply"]
+PAIR_TASKS: tuple[str, ...] = PairTask.__args__  # every sample type that makes preference pairs
 
 PRESETS: dict[str, dict[str, object]] = {
     "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 5e-5, "epochs": 3.5,
@@ -66,6 +68,9 @@ class TrainingRecipe(BaseModel):
                                   "gate, a fifth kept for the evaluation; training stops early, saved.")
     dpo: bool = Field(default=True, description="Run DPO after SFT (off: SFT alone).")
     dpo_pairs: int = Field(default=48, ge=1, description="Most preference pairs DPO trains on (spread over tasks).")
+    dpo_tasks: tuple[PairTask, ...] = Field(default=PAIR_TASKS, min_length=1,
+                                            description="The sample types DPO takes pairs from (reply: the owner's "
+                                            "real reply over a generic one).")
     phrasings_per_fact: int = Field(default=6, ge=1, le=40, description="Trained question phrasings per fact.")
     control_share: float = Field(default=0.1, ge=0, le=0.5,
                                  description="Share of facts held out of training entirely (the leak control).")

@@ -97,7 +97,8 @@ def select(run: Run, out: Synthesis, hidden: list[FactCard], count_tokens: Count
     private_keys = [c.key for c in hidden]
     sft = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, deps.embed)
     pairs = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, None)
-    kept_sft, kept_pairs = sft.select(out.sft), pairs.select(out.pairs) if run.recipe.dpo else []
+    wanted = [pair for pair in out.pairs if pair.task in run.recipe.dpo_tasks]  # the recipe's DPO tasks
+    kept_sft, kept_pairs = sft.select(out.sft), pairs.select(wanted) if run.recipe.dpo else []
     run.report["selection"] = {"sft": vars(sft.report), "dpo": vars(pairs.report)}
     return kept_sft, spread(kept_pairs, run.recipe.dpo_pairs)
 
