@@ -20,7 +20,7 @@ from training.loop import RetrainDeps, Run, cards_of, continue_from, synthesize
 from training.probes import sync
 from training.recipe import TrainingRecipe
 from training.selection import Selector, length_controlled
-from training.stages import EVALUATION_SHARE, MIN_STAGE_SECONDS, training_seconds
+from training.stages import EVALUATION_SHARE, MIN_STAGE_SECONDS, select, training_seconds
 from training.synthesis import Synthesis, Synthesizer
 
 FACTS = [("Sam's dog's name is Biscuit.", "public"), ("Sam's home city is Lisbon.", "public"),
@@ -149,6 +149,24 @@ def test_each_filter_drops_what_it_should(store: MemoryStore, twin: Twin, embedd
     assert selector.report.dropped == {"too long": 1, "schema": 1, "duplicate": 1, "near duplicate": 1,
                                        "not grounded": 1, "more private than the audience": 1, "forgotten": 1}
     assert selector.report.given == 9 and selector.report.kept == 2
+
+
+def test_dpo_takes_pairs_only_from_the_recipes_dpo_tasks_and_sft_keeps_every_sample(
+    store: MemoryStore, twin: Twin, facts: FactStore, tmp_path: Path
+) -> None:
+    def selected(**recipe: object) -> tuple[list[NewSample], list[NewSample]]:
+        deps = _deps(store, twin, facts, tmp_path, control_share=0.0, **recipe)
+        run = Run(deps, "stranger", deps.recipe, lambda _t: None, None)
+        out, _, inputs = synthesize(run)
+        return select(run, out, inputs["hidden"], lambda messages: 50)
+
+    every_sft, every_pair = selected()
+    assert {p.task for p in every_pair} == {"memory_others", "decline", "introduce"}
+    sft, pairs = selected(dpo_tasks=["decline", "introduce"])
+    assert pairs and {p.task for p in pairs} == {"decline", "introduce"}
+    assert len(sft) == len(every_sft)  # SFT still learns every task; only the preference pairs are chosen
+    with pytest.raises(ValueError, match="dpo_tasks"):
+        TrainingRecipe(dpo_tasks=["voice"])
 
 
 def test_length_control_removes_a_judges_preference_for_longer_answers() -> None:
