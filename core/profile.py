@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from core.l1 import ANSWER_TOKENS, words
+from core.fact_ranking import Embed, FactRanker
+from core.l1 import ANSWER_TOKENS
 from core.llm import LanguageModel
 from core.prompts import clip
 from storage.facts import FactStore
@@ -147,13 +148,6 @@ class ProfileBuilder:
         )
 
 
-def rank_facts(facts: Sequence[Fact], query: str, limit: int) -> list[Fact]:
-    """The facts sharing most words with the query, the newest first among equals."""
-    wanted = words(query)
-    return sorted(facts, key=lambda fact: (-len(words(fact.text) & wanted), -fact.valid_from.timestamp(),
-                                           -fact.id))[:limit]
-
-
 def profile_text(profile: ProfileVersion | None, facts: Sequence[Fact]) -> str | None:
     """The profile section of a prompt: bio, what is going on, facts; None when there is nothing."""
     lines = []
@@ -168,16 +162,20 @@ def profile_text(profile: ProfileVersion | None, facts: Sequence[Fact]) -> str |
 class ProfileView:
     """What of the profile and facts each audience is given: only what it may see, never more."""
 
-    def __init__(self, twin_id: int, owner_name: str, facts: FactStore, profiles: ProfileStore) -> None:
+    def __init__(self, twin_id: int, owner_name: str, facts: FactStore, profiles: ProfileStore,
+                 embed: Embed | None = None) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
         self.facts = facts
         self.profiles = profiles
+        self.embed = embed
+        self._rankers: dict[str, FactRanker] = {}  # one per audience: each caches its own facts' vectors
 
     def for_prompt(self, audience: str, query: str) -> str | None:
         """The audience's own profile version and its visible facts most related to the query."""
         profile = self.profiles.active(self.twin_id, audience)
-        facts = rank_facts(self.facts.current(self.twin_id, audience), query, PROMPT_FACTS)
+        ranker = self._rankers.setdefault(audience, FactRanker(self.embed))
+        facts = ranker.rank(self.facts.current(self.twin_id, audience), query, PROMPT_FACTS)
         return profile_text(profile, facts)
 
     def describe(self, audience: str) -> str:

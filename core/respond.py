@@ -148,8 +148,10 @@ class Responder:
 
     async def converse(self, speaker: Speaker, text: str, history: Sequence[L0Item], exclude: Sequence[int]) -> Answer:
         """The owner gets their assistant; anyone else gets the twin speaking for the owner."""
-        memory = await self.retrieve(text, speaker.trust, exclude)
-        block = memory_block(memory, self.budget, profile=await self.profile_for(speaker.trust, text))
+        # L0 search and the facts' ranking each embed the message: side by side, in worker threads
+        memory, profile = await asyncio.gather(self.retrieve(text, speaker.trust, exclude),
+                                               self.profile_for(speaker.trust, text))
+        block = memory_block(memory, self.budget, profile=profile)
         if speaker.trust == "owner":
             mode, messages = Mode.assistant, assistant_prompt(self.owner_name, block, history, text, self.budget)
         else:

@@ -138,7 +138,8 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         await asyncio.to_thread(claim_owner_accounts, app, people, owners)
         audiences = AudienceResolver(people, twin_id, app.twin.display_name, owners)
         facts = FactStore(app.store.engine)
-        profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine))
+        profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine),
+                              embed=app.store.embedder.embed)
         router = ModelRouter(settings.llm_served_name, settings.llm_adapters, TrainingStore(app.store.engine), twin_id)
         await asyncio.to_thread(load_serving, app)  # the serving adapters, into a model server that just started
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm, router, experts, profile=profile)

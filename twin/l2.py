@@ -207,7 +207,8 @@ def serving_prompts(app: TwinApp, audience: str, probes: Sequence[StoredSample])
     from training.probes import ASKER
 
     budget, owner = PromptBudget(), app.twin.display_name
-    profile = ProfileView(app.twin.id, owner, FactStore(app.store.engine), ProfileStore(app.store.engine))
+    profile = ProfileView(app.twin.id, owner, FactStore(app.store.engine), ProfileStore(app.store.engine),
+                          embed=app.store.embedder.embed)  # as the conversation ranks facts
     prompts = []
     for probe in probes:
         question = probe.meta.get("question", "")
