@@ -44,16 +44,17 @@ def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[s
 
 def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
                        console: Console, out: Console,
-                       audiences: tuple[str, ...] = (Audience.owner, Audience.stranger)) -> dict[str, Any]:
+                       audiences: tuple[str, ...] = (Audience.owner, Audience.stranger),
+                       teacher: bool = False) -> dict[str, Any]:
     """Seed a fresh twin, train each audience's adapter (the owner's and the public one by default), print and
-    record the figures."""
+    record the figures; with `teacher`, the recipe's teacher and judge take part as in `twin train`."""
     from training.loop import retrain
     from twin.app import open_twin
     from twin.l2 import evaluate_adapter, retrain_deps
     from twin.settings import Settings
 
     data = json.loads(DATA.read_text(encoding="utf-8"))
-    report: dict[str, Any] = {"bench": "training", "facts": len(data["facts"]), "audiences": {}}
+    report: dict[str, Any] = {"bench": "training", "facts": len(data["facts"]), "teacher": teacher, "audiences": {}}
     with tempfile.TemporaryDirectory(prefix="twin-bench-training-") as tmp:
         # the recipe of TWIN_TRAINING, as `twin train` would use it, with the bench's budget and DPO switch
         recipe = Settings().training.model_dump() | {"budget_minutes": budget_minutes, "dpo": dpo}
@@ -63,7 +64,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
         with open_twin(settings) as app:
             indirect = seed_owner(app, data, Path(tmp))
             for audience in audiences:
-                deps = retrain_deps(app, deploy=False, teacher=False)
+                deps = retrain_deps(app, deploy=False, teacher=teacher)
                 deps.extra_indirect = indirect
                 started = time.perf_counter()
                 outcome = retrain(deps, audience, deploy=False,

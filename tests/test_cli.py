@@ -54,6 +54,16 @@ def test_every_command_has_help(runner: CliRunner) -> None:
         assert "Usage" in result.output
 
 
+def test_bench_training_asks_the_teacher_only_when_told(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.training
+
+    calls: list[dict] = []
+    monkeypatch.setattr(bench.training, "run_training_bench", lambda **kwargs: calls.append(kwargs))
+    assert runner.invoke(app, ["bench", "training", "--audience", "owner"]).exit_code == 0
+    assert runner.invoke(app, ["bench", "training", "--audience", "owner", "--teacher"]).exit_code == 0
+    assert [(c["teacher"], c["audiences"]) for c in calls] == [(False, ("owner",)), (True, ("owner",))]
+
+
 def test_import_search_stats_and_reimport(runner: CliRunner, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "history.jsonl", MESSAGES)
 

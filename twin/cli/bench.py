@@ -97,6 +97,9 @@ def bench_pipeline(
 def bench_training(
     budget: Annotated[float, typer.Option("--budget", min=1, help="Minutes for the whole loop per audience.")] = 12.0,
     dpo: Annotated[bool, typer.Option("--dpo/--no-dpo", help="Run DPO after SFT.")] = True,
+    teacher: Annotated[bool, typer.Option("--teacher/--no-teacher", help=(
+        "Ask TWIN_TRAINING's teacher and judge (default the local model when it runs) for paraphrases, reasoning "
+        "and the judge's metrics, as `twin train` does; off: templates alone, the same data every run."))] = False,
     audience: Annotated[list[AudienceOption] | None, typer.Option(
         help="An adapter to train (repeat for more; default: the owner's and the public (stranger) one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -106,5 +109,5 @@ def bench_training(
     from bench.training import run_training_bench
 
     audiences = tuple(a.value for a in audience or [AudienceOption.owner, AudienceOption.stranger])
-    run_training_bench(budget_minutes=budget, dpo=dpo, audiences=audiences, as_json=as_json, results_path=results,
-                       console=console, out=out)
+    run_training_bench(budget_minutes=budget, dpo=dpo, teacher=teacher, audiences=audiences, as_json=as_json,
+                       results_path=results, console=console, out=out)
