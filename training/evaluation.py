@@ -114,9 +114,9 @@ class Evaluation:
 def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequence[StoredSample],
                      voice: Sequence[dict[str, Any]], probe_version: str, private_keys: Sequence[str] = (),
                      progress: Progress | None = None, timeout: float = 3 * 3600,
-                     prompts: Sequence[list[dict[str, str]]] | None = None) -> Evaluation:
+                     prompts: Sequence[list[dict[str, str]]] | None = None, bf16: bool = False) -> Evaluation:
     """Each model answers every probe (one child process for all): from an empty memory (weights mode), or from
-    `prompts`, the full prompts serving builds with retrieval (serving mode)."""
+    `prompts`, the full prompts serving builds with retrieval (serving mode); `bf16` on a GPU, as the recipe trains."""
     adapters = [{"name": m.name, "path": m.path} for m in models if m.path is not None]
     work = Path(tempfile.mkdtemp(prefix=".eval."))
     try:
@@ -124,8 +124,8 @@ def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequen
         given = prompts or [p.prompt for p in probes]
         rows = [{"prompt": prompt, "max_new_tokens": JSON_TOKENS if p.task in JSON_PROBES else ANSWER_TOKENS}
                 for p, prompt in zip(probes, given, strict=True)]
-        job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "probes": rows}),
-                       encoding="utf-8")
+        job.write_text(json.dumps({"base": base, "adapters": adapters, "voice": list(voice), "probes": rows,
+                                   "bf16": bf16}), encoding="utf-8")
         done = run_events([sys.executable, "-m", "training.generate", "--job", str(job)], progress, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the job holds the probes' text

@@ -3,7 +3,8 @@
 The job names the base model, the adapters to compare and the probes. The base model is loaded once; each
 adapter is attached by name and switched to (the base answers with the adapters disabled). Answers are greedy and
 batched (left padding); voice is the mean negative log-likelihood per token of the owner's held-out replies.
-Prints one JSON line per model as it finishes ({"event": "step"}) and a "done" event with every answer.
+Prints one JSON line per model as it finishes ({"event": "step"}) and a "done" event with every answer. On a GPU
+the model runs there (bf16 when the job says so, as the recipe trained it); else on the CPU in float32.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _generate(model: Any, tokenizer: Any, probes: list[dict[str, Any]]) -> list[
     answers: dict[int, str] = {}
     for start in range(0, len(order), BATCH):
         chunk = order[start:start + BATCH]
-        batch = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer([texts[i] for i in chunk], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
         with torch.inference_mode():
             out = model.generate(**batch, max_new_tokens=max(probes[i]["max_new_tokens"] for i in chunk),
                                  do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -50,7 +52,7 @@ def _voice_nll(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float 
         prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
         full = prompt + row["completion"] + tokenizer.eos_token
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :1024]
+        ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :1024].to(model.device)
         labels = ids.clone()
         labels[:, :len(prompt_ids)] = -100
         with torch.no_grad():
@@ -71,7 +73,9 @@ def run(job: dict[str, Any]) -> None:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=torch.float32)
+    gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if gpu and job.get("bf16") else torch.float32  # as the recipe trained it
+    model = AutoModelForCausalLM.from_pretrained(job["base"], dtype=dtype).to("cuda" if gpu else "cpu")
     model.eval()
     adapters: list[dict[str, str]] = job["adapters"]
     if adapters:

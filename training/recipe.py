@@ -24,7 +24,8 @@ PAIR_TASKS: tuple[str, ...] = PairTask.__args__  # every sample type that makes 
 PRESETS: dict[str, dict[str, object]] = {
     "cpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 1e-3, "dpo_learning_rate": 5e-5, "epochs": 3.5,
             "batch_size": 8, "max_length": 320, "bf16": False, "budget_minutes": 25.0, "dpo_pairs": 48,
-            "phrasings_per_fact": 5, "memory_share": 0.25, "gradient_checkpointing": False},
+            "phrasings_per_fact": 5, "memory_share": 0.25, "gradient_checkpointing": False, "dpo_beta": 0.5,
+            "dpo_tasks": tuple(task for task in PAIR_TASKS if task != "reply")},
     "gpu": {"rank": 16, "alpha": 32, "sft_learning_rate": 2e-4, "dpo_learning_rate": 5e-6, "epochs": 3,
             "batch_size": 16, "max_length": 1024, "bf16": True, "budget_minutes": 120.0, "dpo_pairs": 4000,
             "phrasings_per_fact": 8, "memory_share": 0.5, "gradient_checkpointing": True},

@@ -181,7 +181,7 @@ def evaluate(run: Run, base: str, name: str, sft_path: Path, dpo_path: Path | No
     began = time.perf_counter()
     run.stage(f"evaluating {len(models)} models on {len(probes)} probes", long=True)
     result = evaluate_weights(base, models, probes, inputs["voice"], version, [c.key for c in inputs["hidden"]],
-                              progress=run.progress)
+                              progress=run.progress, bf16=run.recipe.bf16)
     if deps.judge is not None:
         run.stage("judging")
         result.add_judge(deps.judge, probes)

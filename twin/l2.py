@@ -250,4 +250,4 @@ def evaluate_adapter(app: TwinApp, adapter: str, audience: str, mode: str, progr
     models = [ModelUnderTest("base")] + ([ModelUnderTest(chosen.name, chosen.path)] if chosen is not None else [])
     prompts = serving_prompts(app, audience, probes) if mode == "serving" else None
     return evaluate_weights(resolve_base_model(app.settings), models, probes, [], version_of(probes, audience),
-                            hidden_keys, progress=progress, prompts=prompts)
+                            hidden_keys, progress=progress, prompts=prompts, bf16=app.settings.training.bf16)
