@@ -45,10 +45,13 @@ def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[s
 def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
                        console: Console, out: Console,
                        audiences: tuple[str, ...] = (Audience.owner, Audience.stranger),
-                       teacher: bool = False) -> dict[str, Any]:
+                       teacher: bool = False, report_dir: Path | None = None) -> dict[str, Any]:
     """Seed a fresh twin, train each audience's adapter (the owner's and the public one by default), print and
-    record the figures; with `teacher`, the recipe's teacher and judge take part as in `twin train`."""
+    record the figures; with `teacher`, the recipe's teacher and judge take part as in `twin train`; with
+    `report_dir`, each evaluation is written there as `twin eval --report` writes it (one folder per audience and
+    mode)."""
     from training.loop import retrain
+    from training.report import write_report
     from twin.app import open_twin
     from twin.l2 import evaluate_adapter, retrain_deps
     from twin.settings import Settings
@@ -69,10 +72,14 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 started = time.perf_counter()
                 outcome = retrain(deps, audience, deploy=False,
                                   stage=lambda text, a=audience, **_: console.print(f"{a}: {text}"))
-                serving_mode = {}
+                serving_mode, evaluations = {}, {"weights": outcome.metrics.get("evaluation")}
                 if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
                     console.print(f"{audience}: evaluating with retrieval (serving prompts)")
-                    serving_mode = evaluate_adapter(app, outcome.adapter, audience, "serving").models
+                    evaluations["serving"] = evaluate_adapter(app, outcome.adapter, audience, "serving").as_json()
+                    serving_mode = evaluations["serving"]["models"]
+                for mode, evaluation in evaluations.items():
+                    if report_dir is not None and evaluation:
+                        write_report(evaluation, report_dir / f"{audience}-{mode}")
                 report["audiences"][audience] = {
                     "with_retrieval": serving_mode,
                     "status": outcome.status, "message": outcome.message,

@@ -54,14 +54,15 @@ def test_every_command_has_help(runner: CliRunner) -> None:
         assert "Usage" in result.output
 
 
-def test_bench_training_asks_the_teacher_only_when_told(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_training_asks_the_teacher_only_when_told_and_writes_reports_where_told(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.training
 
     calls: list[dict] = []
     monkeypatch.setattr(bench.training, "run_training_bench", lambda **kwargs: calls.append(kwargs))
     assert runner.invoke(app, ["bench", "training", "--audience", "owner"]).exit_code == 0
-    assert runner.invoke(app, ["bench", "training", "--audience", "owner", "--teacher"]).exit_code == 0
-    assert [(c["teacher"], c["audiences"]) for c in calls] == [(False, ("owner",)), (True, ("owner",))]
+    assert runner.invoke(app, ["bench", "training", "--audience", "owner", "--teacher", "--report", "r"]).exit_code == 0
+    assert [(c["teacher"], c["audiences"], c["report_dir"]) for c in calls] == [(False, ("owner",), None),
+                                                                               (True, ("owner",), Path("r"))]
 
 
 def test_import_search_stats_and_reimport(runner: CliRunner, tmp_path: Path) -> None:

@@ -104,10 +104,13 @@ def bench_training(
         help="An adapter to train (repeat for more; default: the owner's and the public (stranger) one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     results: Annotated[Path | None, typer.Option(help="Append the figures to this JSONL file.")] = None,
+    report: Annotated[Path | None, typer.Option(help=(
+        "Write each evaluation here as `twin eval --report` does (JSON, Markdown, PNG chart), one folder per "
+        "adapter and mode: owner-weights, owner-serving, ..."))] = None,
 ) -> None:
     """The whole training loop on the shipped synthetic owner: what the weights know, leaks, time and memory."""
     from bench.training import run_training_bench
 
     audiences = tuple(a.value for a in audience or [AudienceOption.owner, AudienceOption.stranger])
     run_training_bench(budget_minutes=budget, dpo=dpo, teacher=teacher, audiences=audiences, as_json=as_json,
-                       results_path=results, console=console, out=out)
+                       results_path=results, console=console, out=out, report_dir=report)
