@@ -5,6 +5,7 @@ questions had their fact among the 5 chosen by words, 100% with meaning fused in
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 
@@ -28,8 +29,9 @@ def by_shared_words(facts: Sequence[Fact], query: str) -> list[Fact]:
 class FactRanker:
     """Ranks facts for a query: by shared words, fused with embedding similarity when an embedder is given.
 
-    Fact vectors are kept in memory by fact id and text, and only for the facts of the latest call: a fact that
-    was forgotten or superseded leaves the cache at the next ranking (vectors are never written to disk here)."""
+    Fact vectors are kept in memory by fact id and a digest of the text (never the text itself), and only for the
+    facts of the latest call: a fact that was forgotten or superseded leaves the cache at the next ranking (vectors
+    are never written to disk here)."""
 
     def __init__(self, embed: Embed | None = None, weights: FusionWeights | None = None) -> None:
         self.embed = embed
@@ -54,9 +56,13 @@ class FactRanker:
         return [by_id[hit.id] for hit in fused[:limit]]
 
     def _vectors_of(self, facts: Sequence[Fact]) -> np.ndarray:
-        missing = [fact for fact in facts if self._vectors.get(fact.id, ("",))[0] != fact.text]
+        missing = [fact for fact in facts if self._vectors.get(fact.id, ("",))[0] != text_digest(fact.text)]
         if missing:
             for fact, vector in zip(missing, self.embed([fact.text for fact in missing]), strict=True):
-                self._vectors[fact.id] = (fact.text, vector)
+                self._vectors[fact.id] = (text_digest(fact.text), vector)
         self._vectors = {fact.id: self._vectors[fact.id] for fact in facts}  # only the facts still current
         return np.stack([self._vectors[fact.id][1] for fact in facts])
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -54,7 +54,9 @@ def test_every_command_has_help(runner: CliRunner) -> None:
         assert "Usage" in result.output
 
 
-def test_bench_training_asks_the_teacher_only_when_told_and_writes_reports_where_told(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_training_asks_the_teacher_only_when_told_and_writes_reports_where_told(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import bench.training
 
     calls: list[dict] = []

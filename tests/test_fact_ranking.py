@@ -3,7 +3,7 @@ facts, and no vector of a fact that is no longer current kept."""
 
 from __future__ import annotations
 
-from core.fact_ranking import FactRanker
+from core.fact_ranking import FactRanker, text_digest
 from core.profile import PROMPT_FACTS, ProfileView
 from storage.embeddings import SentenceTransformerEmbedder
 from storage.facts import FactStore, NewFact
@@ -54,5 +54,8 @@ def test_the_profile_carries_only_the_audiences_facts_and_drops_a_superseded_fac
                                               visibility=Visibility.public))
     answer = view.for_prompt("owner", "Where do I live?") or ""
     assert "Porto" in answer and "Lisbon" not in answer
-    cached = {text for text, _ in view._rankers["owner"]._vectors.values()}
-    assert "Sam's home city is Porto." in cached and "Sam's home city is Lisbon." not in cached
+    cached = {digest for digest, _ in view._rankers["owner"]._vectors.values()}
+    assert {home.id} & set(view._rankers["owner"]._vectors) == set()  # the superseded fact's vector is gone
+    assert text_digest("Sam's home city is Porto.") in cached
+    assert text_digest("Sam's home city is Lisbon.") not in cached
+    assert not any("Porto" in digest for digest in cached)  # the cache holds no fact's text
