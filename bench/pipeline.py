@@ -2,7 +2,8 @@
 
 Part 1 sends messages from owners, contacts and strangers through the real pipeline (SQLite, qdrant-edge,
 the bundled embedder) with the recording test model over HTTP, and times every step by wrapping the
-pipeline's dependencies; overhead = total - generation. Embedding and indexing the message and the reply
+pipeline's dependencies; overhead = total - generation. The twin holds the synthetic owner's 32 L1 facts, which
+every prompt ranks for its message. Embedding and indexing the message and the reply
 run in the background (the L0 rows are written first); they are timed apart as background_indexing,
 after each message, as they would run while a real model generates. Part 2 streams real prompts, recorded in part 1,
 from the local vLLM: time to first token and tokens/s, one conversation and 8 at once.
@@ -11,12 +12,14 @@ from the local vLLM: time to first token and tokens/s, one conversation and 8 at
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -176,6 +179,21 @@ async def time_generation(url: str, prompts: list[list[dict[str, str]]], served:
     }
 
 
+def seed_facts(app: Any) -> int:  # noqa: ANN401 - a TwinApp
+    """The synthetic owner's L1 facts (bench/data, 32 of mixed visibility), once: each prompt ranks them for its
+    message, as a real owner's facts are. Returns how many are current."""
+    from bench.training import DATA
+    from storage.facts import FactStore, NewFact
+    from storage.models import Audience, FactOrigin, Visibility
+
+    facts = FactStore(app.store.engine)
+    if not facts.current(app.twin.id, Audience.owner):
+        for row in json.loads(DATA.read_text(encoding="utf-8"))["facts"]:
+            facts.add(app.twin.id, NewFact(row["text"], origin=FactOrigin.owner,
+                                           visibility=Visibility(row["visibility"])))
+    return len(facts.current(app.twin.id, Audience.owner))
+
+
 def run_pipeline_bench(
     n: int, with_llm: bool, as_json: bool, results_path: Path | None, console: Console, out: Console,
 ) -> dict:
@@ -188,6 +206,7 @@ def run_pipeline_bench(
     build_store(settings, n, console)
     report: dict = {"benchmark": "pipeline", "n": n, "messages": MESSAGES}
     with open_twin(settings) as app, RecordingLLM(cut_to_max_tokens=True) as recorder:
+        report["facts"] = seed_facts(app)
         people = PeopleDirectory(app.store.engine)
         people.add(app.twin.id, "Carla", "contact", "bench-live", "bench-contact")
         console.print(f"timing {MESSAGES} messages through the pipeline at {app.store.count(app.twin.id)} items")
@@ -217,8 +236,6 @@ def _generation(settings: Settings, prompts: list, console: Console) -> dict:
 
 
 def _print(report: dict, as_json: bool, out: Console) -> None:
-    import json
-
     if as_json:
         out.print_json(json.dumps(report))
         return
