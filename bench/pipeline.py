@@ -129,7 +129,7 @@ async def time_overhead(app, llm_url: str, count: int) -> dict:  # noqa: ANN001 
         responder.profile_for = clock.async_("profile_and_facts", responder.profile_for)
         ledger = pipeline.deliveries
         ledger.received = clock.async_("delivery_ledger", ledger.received)
-        pipeline.autoreply.answers = clock.async_("autoreply_check", pipeline.autoreply.answers)
+        pipeline.autoreply.decide = clock.async_("autoreply_check", pipeline.autoreply.decide)
         for i, message in enumerate(inbound_messages(count + WARMUP, run=f"{time.time_ns()}")):
             started = time.perf_counter()
             await pipeline.handle(message)
