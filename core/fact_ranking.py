@@ -17,6 +17,7 @@ from storage.search import FusionWeights, reciprocal_rank_fusion
 from storage.vectors import Hit
 
 Embed = Callable[[list[str]], np.ndarray]  # texts to unit-length rows (storage.embeddings.Embedder.embed)
+QueryVector = Callable[[str], np.ndarray]  # one text's row, shared with L0 search (storage.query_vectors)
 
 
 def by_shared_words(facts: Sequence[Fact], query: str) -> list[Fact]:
@@ -33,8 +34,10 @@ class FactRanker:
     facts of the latest call: a fact that was forgotten or superseded leaves the cache at the next ranking (vectors
     are never written to disk here)."""
 
-    def __init__(self, embed: Embed | None = None, weights: FusionWeights | None = None) -> None:
+    def __init__(self, embed: Embed | None = None, weights: FusionWeights | None = None,
+                 query_vector: QueryVector | None = None) -> None:
         self.embed = embed
+        self.query_vector = query_vector or (lambda text: self.embed([text])[0])
         self.weights = weights or FusionWeights()
         self._vectors: dict[int, tuple[str, np.ndarray]] = {}
         self._lock = threading.Lock()  # replies are prepared in worker threads
@@ -48,7 +51,7 @@ class FactRanker:
         shared = [Hit(fact.id, 0.0) for fact in lexical if words(fact.text) & wanted]  # no overlap: no rank
         with self._lock:
             vectors = self._vectors_of(facts)
-        similarity = vectors @ self.embed([query])[0]
+        similarity = vectors @ self.query_vector(query)
         dense = [Hit(facts[i].id, float(similarity[i])) for i in np.argsort(-similarity, kind="stable")]
         fused = reciprocal_rank_fusion([(shared, self.weights.lexical), (dense, self.weights.dense)],
                                        self.weights.rrf_k)

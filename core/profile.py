@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from core.fact_ranking import Embed, FactRanker
+from core.fact_ranking import Embed, FactRanker, QueryVector
 from core.l1 import ANSWER_TOKENS
 from core.llm import LanguageModel
 from core.prompts import clip
@@ -163,18 +163,19 @@ class ProfileView:
     """What of the profile and facts each audience is given: only what it may see, never more."""
 
     def __init__(self, twin_id: int, owner_name: str, facts: FactStore, profiles: ProfileStore,
-                 embed: Embed | None = None) -> None:
+                 embed: Embed | None = None, query_vector: QueryVector | None = None) -> None:
         self.twin_id = twin_id
         self.owner_name = owner_name
         self.facts = facts
         self.profiles = profiles
         self.embed = embed
+        self.query_vector = query_vector  # the message's embedding, shared with L0 search
         self._rankers: dict[str, FactRanker] = {}  # one per audience: each caches its own facts' vectors
 
     def for_prompt(self, audience: str, query: str) -> str | None:
         """The audience's own profile version and its visible facts most related to the query."""
         profile = self.profiles.active(self.twin_id, audience)
-        ranker = self._rankers.setdefault(audience, FactRanker(self.embed))
+        ranker = self._rankers.setdefault(audience, FactRanker(self.embed, query_vector=self.query_vector))
         facts = ranker.rank(self.facts.current(self.twin_id, audience), query, PROMPT_FACTS)
         return profile_text(profile, facts)
 

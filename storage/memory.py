@@ -16,6 +16,7 @@ from storage.embeddings import Embedder
 from storage.items import NewItem, writable
 from storage.lexical import Bm25Encoder
 from storage.models import Direction, Identity, ItemKind, L0Item, Person, Twin, Visibility
+from storage.query_vectors import QueryVectors
 from storage.text import encodable_text
 from storage.tombstones import Tombstones
 from storage.vectors import IndexedPoint, SparseVector, VectorIndex
@@ -99,6 +100,7 @@ class MemoryStore:
         self.engine = engine
         self.index = index
         self.embedder = embedder
+        self.query_vectors = QueryVectors(embedder.embed)  # a message's embedding, shared by its searches
         self.lexical = lexical
         self._people_cache: dict[tuple[int, str, str], int] = {}
         self.tombstones = Tombstones()  # (twin, platform, account) -> person

@@ -112,7 +112,7 @@ class HybridSearcher:
         """Item ids, best first, without loading the rows."""
         if mode not in ("hybrid", "lexical", "dense"):
             raise ValueError(f"unknown search mode {mode!r}: use hybrid, lexical or dense")
-        dense = self._store.embedder.embed([query])[0] if mode != "lexical" else None
+        dense = self._store.query_vectors.vector(query) if mode != "lexical" else None
         sparse = self._store.lexical.query(query) if mode != "dense" else None
         dense_hits, sparse_hits = self._store.index.search(
             IndexQuery(dense=dense, sparse=sparse, filter=scope.vector_filter(), limit=self.weights.depth)

@@ -139,7 +139,7 @@ async def open_pipeline(app: TwinApp, url: str) -> AsyncIterator[Pipeline]:
         audiences = AudienceResolver(people, twin_id, app.twin.display_name, owners)
         facts = FactStore(app.store.engine)
         profile = ProfileView(twin_id, app.twin.display_name, facts, ProfileStore(app.store.engine),
-                              embed=app.store.embedder.embed)
+                              embed=app.store.embedder.embed, query_vector=app.store.query_vectors.vector)
         router = ModelRouter(settings.llm_served_name, settings.llm_adapters, TrainingStore(app.store.engine), twin_id)
         await asyncio.to_thread(load_serving, app)  # the serving adapters, into a model server that just started
         responder = Responder(twin_id, app.twin.display_name, app.searcher, llm, router, experts, profile=profile)

@@ -208,7 +208,7 @@ def serving_prompts(app: TwinApp, audience: str, probes: Sequence[StoredSample])
 
     budget, owner = PromptBudget(), app.twin.display_name
     profile = ProfileView(app.twin.id, owner, FactStore(app.store.engine), ProfileStore(app.store.engine),
-                          embed=app.store.embedder.embed)  # as the conversation ranks facts
+                          embed=app.store.embedder.embed, query_vector=app.store.query_vectors.vector)  # as served
     prompts = []
     for probe in probes:
         question = probe.meta.get("question", "")
