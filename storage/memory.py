@@ -100,7 +100,7 @@ class MemoryStore:
         self.engine = engine
         self.index = index
         self.embedder = embedder
-        self.query_vectors = QueryVectors(embedder.embed)  # a message's embedding, shared by its searches
+        self.query_vectors = QueryVectors(lambda texts: self.embedder.embed(texts))  # one per message, shared
         self.lexical = lexical
         self._people_cache: dict[tuple[int, str, str], int] = {}
         self.tombstones = Tombstones()  # (twin, platform, account) -> person
