@@ -13,8 +13,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # only for the annotations: quick commands load no numpy (tests/test_startup_imports.py)
 
 KEEP_SECONDS = 5.0  # long enough for the callers of one message, short enough to hold nothing for long
 KEEP_AT_MOST = 32
