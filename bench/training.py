@@ -72,16 +72,15 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 started = time.perf_counter()
                 outcome = retrain(deps, audience, deploy=False,
                                   stage=lambda text, a=audience, **_: console.print(f"{a}: {text}"))
-                serving_mode, evaluations = {}, {"weights": outcome.metrics.get("evaluation")}
+                evaluations = {"weights": outcome.metrics.get("evaluation")}
                 if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
                     console.print(f"{audience}: evaluating with retrieval (serving prompts)")
                     evaluations["serving"] = evaluate_adapter(app, outcome.adapter, audience, "serving").as_json()
-                    serving_mode = evaluations["serving"]["models"]
                 for mode, evaluation in evaluations.items():
                     if report_dir is not None and evaluation:
                         write_report(evaluation, report_dir / f"{audience}-{mode}")
                 report["audiences"][audience] = {
-                    "with_retrieval": serving_mode,
+                    "with_retrieval": (evaluations.get("serving") or {}).get("models", {}),
                     "status": outcome.status, "message": outcome.message,
                     "wall_seconds": round(time.perf_counter() - started, 1),  # the loop, then serving mode
                     "loop_seconds": outcome.metrics.get("wall_seconds"),  # what `twin train` takes: the loop alone

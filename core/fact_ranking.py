@@ -5,7 +5,6 @@ questions had their fact among the 5 chosen by words, 100% with meaning fused in
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Sequence
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from core.l1 import words
 from storage.models import Fact
+from storage.query_vectors import text_digest
 from storage.search import FusionWeights, reciprocal_rank_fusion
 from storage.vectors import Hit
 
@@ -66,6 +66,3 @@ class FactRanker:
         self._vectors = {fact.id: self._vectors[fact.id] for fact in facts}  # only the facts still current
         return np.stack([self._vectors[fact.id][1] for fact in facts])
 
-
-def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -33,7 +33,7 @@ class QueryVectors:
         self._pending: dict[str, threading.Event] = {}
 
     def vector(self, text: str) -> np.ndarray:
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = text_digest(text)
         while True:
             with self._lock:
                 self._expire()
@@ -60,3 +60,8 @@ class QueryVectors:
             if len(self._done) <= KEEP_AT_MOST and now - oldest <= KEEP_SECONDS:
                 return
             self._done.popitem(last=False)
+
+
+def text_digest(text: str) -> str:
+    """A key for a text that holds none of it (any str: lone surrogates from a platform are encoded as they are)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -3,13 +3,14 @@ facts, and no vector of a fact that is no longer current kept."""
 
 from __future__ import annotations
 
-from core.fact_ranking import FactRanker, text_digest
+from core.fact_ranking import FactRanker
 from core.profile import PROMPT_FACTS, ProfileView
 from storage.embeddings import SentenceTransformerEmbedder
 from storage.facts import FactStore, NewFact
 from storage.memory import MemoryStore
 from storage.models import FactOrigin, Twin, Visibility
 from storage.profiles import ProfileStore
+from storage.query_vectors import text_digest
 
 FACTS = [("Sam's home city is Lisbon.", "public"), ("Sam's favourite band is Radiohead.", "public"),
          ("Sam's dog's name is Biscuit.", "public"), ("Sam's gym is Vertigo Climbing.", "contacts"),

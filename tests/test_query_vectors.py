@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from storage.query_vectors import KEEP_SECONDS, QueryVectors
+from storage.query_vectors import KEEP_SECONDS, QueryVectors, text_digest
 
 
 class SlowEmbed:
@@ -13,10 +13,12 @@ class SlowEmbed:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.started = threading.Event()
         self.release = threading.Event()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         self.calls.append(texts)
+        self.started.set()
         self.release.wait(5)
         return np.array([[float(len(text)), 1.0] for text in texts])
 
@@ -28,8 +30,7 @@ def test_callers_asking_for_the_same_text_at_once_share_one_embedding() -> None:
     callers = [threading.Thread(target=lambda: results.append(vectors.vector("where do I live?"))) for _ in range(3)]
     for caller in callers:
         caller.start()
-    while not embed.calls:
-        pass
+    assert embed.started.wait(5)
     embed.release.set()
     for caller in callers:
         caller.join(5)
@@ -60,3 +61,7 @@ def test_a_vector_is_kept_for_seconds_only_and_a_failure_is_not_shared() -> None
     with pytest.raises(RuntimeError):
         failing.vector("hello")
     assert not failing._pending and not failing._done  # nothing left behind: the next caller tries again
+
+
+def test_any_text_has_a_key_lone_surrogates_too() -> None:
+    assert text_digest("caf\udce9") != text_digest("café")  # a platform's broken text neither crashes nor collides

@@ -21,7 +21,8 @@ results = {"configs": {}}
 
 
 def steps(n: int, epochs: float, batch: int) -> int:
-    return max(1, math.ceil(epochs * n / batch))  # as training.stages._steps
+    # as training.stages._steps: that module (and the recipe's pydantic) is not importable on the bare device image
+    return max(1, math.ceil(epochs * n / batch))
 
 
 for name, folder, override in CONFIGS:
