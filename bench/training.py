@@ -19,6 +19,7 @@ from bench.scale import record_result
 from storage.models import Audience
 
 DATA = Path(__file__).parent / "data" / "synthetic_owner.json"
+CHOSEN = {"sft": "sft", "dpo": "sft+dpo"}  # the loop's stage -> its column in the evaluation
 SHOWN = ("recall_topic", "recall_indirect", "recall_others", "control", "leak", "leaks", "critique_accuracy",
          "enhance_coverage", "json_valid", "voice_nll")
 
@@ -45,14 +46,16 @@ def seed_owner(app: Any, data: dict[str, Any], folder: Path) -> dict[int, list[s
 def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, results_path: Path | None,
                        console: Console, out: Console,
                        audiences: tuple[str, ...] = (Audience.owner, Audience.stranger),
-                       teacher: bool = False, report_dir: Path | None = None) -> dict[str, Any]:
+                       teacher: bool = False, report_dir: Path | None = None, missed: bool = False) -> dict[str, Any]:
     """Seed a fresh twin, train each audience's adapter (the owner's and the public one by default), print and
     record the figures; with `teacher`, the recipe's teacher and judge take part as in `twin train`; with
     `report_dir`, each evaluation is written there as `twin eval --report` writes it (one folder per audience and
-    mode)."""
+    mode); with `missed`, the probes the chosen adapter got wrong in each mode are printed (the synthetic owner's
+    facts: nothing private)."""
     from training.loop import retrain
     from training.report import write_report
     from twin.app import open_twin
+    from twin.cli.loop import missed_table
     from twin.l2 import evaluate_adapter, retrain_deps
     from twin.settings import Settings
 
@@ -73,9 +76,17 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 outcome = retrain(deps, audience, deploy=False,
                                   stage=lambda text, a=audience, **_: console.print(f"{a}: {text}"))
                 evaluations = {"weights": outcome.metrics.get("evaluation")}
+                wrong: dict[str, list[Any]] = {}
+                if outcome.evaluation is not None:
+                    wrong["weights"] = outcome.evaluation.misses(CHOSEN[outcome.metrics.get("stage", "sft")])
                 if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
                     console.print(f"{audience}: evaluating with retrieval (serving prompts)")
-                    evaluations["serving"] = evaluate_adapter(app, outcome.adapter, audience, "serving").as_json()
+                    serving = evaluate_adapter(app, outcome.adapter, audience, "serving")
+                    evaluations["serving"] = serving.as_json()
+                    wrong["serving"] = serving.misses(outcome.adapter)
+                if missed:
+                    for mode, found in wrong.items():
+                        out.print(missed_table(f"{audience} adapter, {mode} mode: {len(found)} probes missed", found))
                 for mode, evaluation in evaluations.items():
                     if report_dir is not None and evaluation:
                         write_report(evaluation, report_dir / f"{audience}-{mode}")

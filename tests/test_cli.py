@@ -250,3 +250,29 @@ def test_search_finds_a_remembered_fact_in_every_layer_search(runner: CliRunner,
     queries = write_jsonl(tmp_path / "q.jsonl", [{"query": "walnuts", "k": 3}])
     [line] = [json.loads(row) for row in runner.invoke(app, ["search", "--batch", str(queries)]).stdout.splitlines()]
     assert line["results"][0]["layer"] == "l1" and {r["layer"] for r in line["results"][1:]} == {"l0"}
+
+
+def test_eval_missed_lists_what_the_adapter_got_wrong_as_plain_text(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import twin.l2
+    from storage.training import StoredSample
+    from training.evaluation import Evaluation, score
+
+    probes = [StoredSample(1, [], "", "public", task="recall_topic", meta={"key": "Biscuit", "question": "My dog?"}),
+              StoredSample(2, [], "", "public", task="recall_indirect", meta={"key": "[b]Lisbon[/b]",
+                                                                                "question": "Where do I [i]live?"})]
+    answers = {"base": ["No idea.", "No idea."], "owner-v2": ["Biscuit!", "You live in [red]Porto[/red]."]}
+    evaluation = Evaluation("owner-abc", "weights", {name: score(probes, a) for name, a in answers.items()},
+                            answers=answers, probes=probes)
+    monkeypatch.setattr(twin.l2, "evaluate_adapter", lambda *args, **kwargs: evaluation)
+    shown = runner.invoke(app, ["eval", "--adapter", "owner-v2", "--missed"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "owner-v2: 1 probes missed" in shown.stdout and "base:" not in shown.stdout
+    # text from the owner and the model is printed as it is, never read as markup
+    assert "Where do I [i]live?" in shown.stdout and "You live in [red]Porto[/red]." in shown.stdout
+    assert "[b]Lisbon[/b]" in shown.stdout and "My dog?" not in shown.stdout  # a probe answered right is not listed
+    data = json.loads(runner.invoke(app, ["eval", "--missed", "--json"]).stdout)
+    assert data["missed"] == {"owner-v2": [{"figure": "recall_indirect", "question": "Where do I [i]live?",
+                                            "expected": "[b]Lisbon[/b]", "answer": "You live in [red]Porto[/red]."}]}
+    assert "missed" not in json.loads(runner.invoke(app, ["eval", "--json"]).stdout)

@@ -428,6 +428,11 @@ def test_the_loop_teaches_the_weights_and_deploys_only_what_is_not_worse(
     assert [text for text, long in stages if long] == ["SFT", "DPO", "evaluating"]  # what /retrain's chat hears
     assert figures["sft"]["recall_topic"] >= figures["base"]["recall_topic"] + 0.5  # held-out phrasings
     assert good.metrics["training"]["dpo"] and "sft+dpo" in figures  # DPO ran, continuing the SFT adapter
+    # what each candidate got wrong is there for the owner to read (`twin eval --missed`), and agrees with its figures
+    topic = figures["sft"]["counts"]["recall_topic"]
+    missed = [m for m in good.evaluation.misses("sft") if m.figure == "recall_topic"]
+    assert len(missed) == round(topic * (1 - figures["sft"]["recall_topic"]))
+    assert len([m for m in good.evaluation.misses("base") if m.figure == "recall_topic"]) >= len(missed) + topic // 2
     # the CPU preset reached the SFT child: no recomputed activations, batches grouped by length
     assert good.metrics["recipe"]["gradient_checkpointing"] is False and good.metrics["recipe"]["group_by_length"]
     assert good.status == "serving" and deployed == [good.adapter] and good.metrics["gate"]["deploy"]

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,8 @@ def _train_and_gate(run: Run, base: str, sft_rows: list[NewSample], pair_rows: l
                               "learned from was forgotten); a new retrain is scheduled.", name, len(sft_rows), metrics)
     if not verdict.deploy:
         return RetrainOutcome(audience, "kept", f"Trained {name}, but kept what serves {audience}s now: "
-                              f"{verdict.reason}.", name, len(sft_rows), metrics)
-    return _deploy(deps, audience, name, len(sft_rows), metrics, deploy, verdict.reason)
+                              f"{verdict.reason}.", name, len(sft_rows), metrics, evaluation)
+    return replace(_deploy(deps, audience, name, len(sft_rows), metrics, deploy, verdict.reason), evaluation=evaluation)
 
 
 def _clean(folder: Path, name: str) -> None:

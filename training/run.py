@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from storage.facts import FactStore
 from storage.training import Adapter, TrainingStore
 from training.cards import FactCard
-from training.evaluation import JudgeRun
+from training.evaluation import Evaluation, JudgeRun
 from training.recipe import TrainingRecipe
 from training.selection import CountTokens, Embed, Forgotten
 from training.sft import Progress
@@ -65,6 +65,7 @@ class RetrainOutcome:
     adapter: str | None = None
     samples: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    evaluation: Evaluation | None = field(default=None, repr=False)  # in memory only: its answers hold text
 
 
 @dataclass

@@ -107,10 +107,14 @@ def bench_training(
     report: Annotated[Path | None, typer.Option(help=(
         "Write each evaluation here as `twin eval --report` does (JSON, Markdown, PNG chart), one folder per "
         "adapter and mode: owner-weights, owner-serving, ..."))] = None,
+    missed: Annotated[bool, typer.Option("--missed", help=(
+        "List each probe the chosen adapter got wrong, weights and serving mode: the question, what a right "
+        "answer holds, what it said."))] = False,
 ) -> None:
     """The whole training loop on the shipped synthetic owner: what the weights know, leaks, time and memory."""
     from bench.training import run_training_bench
 
     audiences = tuple(a.value for a in audience or [AudienceOption.owner, AudienceOption.stranger])
     run_training_bench(budget_minutes=budget, dpo=dpo, teacher=teacher, audiences=audiences, as_json=as_json,
-                       results_path=results, console=console, out=out, report_dir=report)
+                       results_path=results, console=console, out=out, report_dir=report,
+                       missed=missed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +44,17 @@ def evaluation_table(models: dict[str, dict[str, Any]]) -> Table:
             continue
         cells = [figures.get(name) for figures in models.values()]
         table.add_row(name, *("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in cells))
+    return table
+
+
+def missed_table(title: str, missed: list[Any]) -> Table:
+    """The probes a model got wrong (training.evaluation.Miss), as plain text: questions, facts and model answers
+    are data, never markup."""
+    table = Table("figure", "asked", "a right answer holds", "the model said", title=title)
+    for miss in missed:
+        table.add_row(miss.figure, Text(miss.question), Text(miss.expected), Text(miss.answer))
+    if not missed:
+        table.add_row("-", Text("no probe missed"), "", "")
     return table
 
 
@@ -131,6 +143,9 @@ def evaluate(
     audience: Annotated[str, typer.Option(help="owner, contact or stranger (for 'serving').")] = "owner",
     mode: Annotated[EvalMode, typer.Option(help="weights: empty memory; serving: the full prompt.")] = EvalMode.weights,
     report: Annotated[Path | None, typer.Option(help="Write JSON, Markdown and a PNG chart into this folder.")] = None,
+    missed: Annotated[bool, typer.Option("--missed", help=(
+        "Also list each probe the adapter got wrong: the question, what a right answer holds, what it said. It "
+        "shows the owner's facts, private ones included: printed here, never written to the report."))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The evaluation alone: the frozen probe set answered by the base model and an adapter."""
@@ -150,8 +165,13 @@ def evaluate(
 
         write_report(data, report)
         console.print(f"report written to {report}")
+    listed = [name for name in data["models"] if name != "base"] or ["base"]  # the adapter's, or the base's alone
+    wrong = {name: result.misses(name) for name in listed} if missed else {}
     if as_json:
-        out.print_json(json.dumps(data))
+        found = {name: [asdict(m) for m in found] for name, found in wrong.items()}
+        out.print_json(json.dumps(data | ({"missed": found} if missed else {})))
     else:
         out.print(evaluation_table(data["models"]))
         out.print(f"mode {data['mode']}; judge metrics: {data['judge']}; probe set {data['probe_version']}")
+        for name, found in wrong.items():
+            out.print(missed_table(f"{name}: {len(found)} probes missed", found))
