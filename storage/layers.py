@@ -16,6 +16,7 @@ import numpy as np
 
 from storage.facts import FactStore
 from storage.models import Fact, L0Item
+from storage.query_vectors import text_digest
 from storage.search import HybridSearcher, SearchScope, reciprocal_rank_fusion
 from storage.vectors import Hit
 
@@ -76,7 +77,7 @@ class LayeredSearcher:
                 if score > 0:
                     lexical.append(Hit(fact.id, score))
         if mode != "lexical":
-            similarities = self._vectors(candidates) @ store.embedder.embed([query])[0]
+            similarities = self._vectors(candidates) @ store.query_vectors.vector(query)  # shared with L0 search
             dense = [Hit(f.id, float(s)) for f, s in zip(candidates, similarities, strict=True)
                      if s >= MIN_FACT_SIMILARITY]
         lexical.sort(key=lambda hit: (-hit.score, hit.id))
@@ -107,12 +108,14 @@ class LayeredSearcher:
         return [fact for fact in facts if any(rows[i].chat in chats for i in sources[fact.id] if i in rows)]
 
     def _vectors(self, facts: Sequence[Fact]) -> np.ndarray:
-        """Each fact's embedding, computed once per fact text."""
-        missing = [fact for fact in facts if (fact.id, fact.text) not in self._fact_vectors]
+        """Each fact's embedding, computed once per fact text; keyed by a digest of the text, never the text itself
+        (a forgotten fact's text is not held here)."""
+        keys = [(fact.id, text_digest(fact.text)) for fact in facts]
+        missing = [(key, fact) for key, fact in zip(keys, facts, strict=True) if key not in self._fact_vectors]
         if missing:
-            vectors = self.items.store.embedder.embed([fact.text for fact in missing])
-            self._fact_vectors |= {(f.id, f.text): v for f, v in zip(missing, vectors, strict=True)}
-        return np.stack([self._fact_vectors[(fact.id, fact.text)] for fact in facts])
+            vectors = self.items.store.embedder.embed([fact.text for _key, fact in missing])
+            self._fact_vectors |= {key: v for (key, _fact), v in zip(missing, vectors, strict=True)}
+        return np.stack([self._fact_vectors[key] for key in keys])
 
 
 def merge_by_rank(*layers: list[LayerHit]) -> list[LayerHit]:

@@ -35,3 +35,27 @@ def test_facts_follow_the_scope_of_the_search(store: MemoryStore, twin: Twin) ->
     assert found(audience="stranger", since=datetime(2020, 1, 1, tzinfo=UTC)) == ["Ada lives in Porto"]
     [hit] = searcher.search("where does Ada live", SearchScope(twin.id), layer="l1")
     assert hit.layer == "l1" and hit.sources == (ids[1],)
+
+
+def test_one_search_of_both_layers_embeds_the_query_once(store: MemoryStore, twin: Twin) -> None:
+    store.add(twin.id, [NewItem("jsonl", "a/1", "a", "Ada", "I moved to Lisbon last week",
+                                datetime(2023, 3, 1, tzinfo=UTC))])
+    facts = FactStore(store.engine)
+    facts.add(twin.id, NewFact("Ada lives in Lisbon"))
+    searcher = LayeredSearcher(HybridSearcher(store), facts)
+    searcher.search("warm-up", SearchScope(twin.id))  # the fact's own vector is computed here, once
+    embedded: list[list[str]] = []
+    real = store.embedder.embed
+
+    def counting(texts: list[str]):  # noqa: ANN202 - the embedder's array
+        embedded.append(list(texts))
+        return real(texts)
+
+    store.embedder.embed = counting
+    try:
+        hits = searcher.search("where does Ada live", SearchScope(twin.id))
+    finally:
+        store.embedder.embed = real
+    assert {hit.layer for hit in hits} == {"l0", "l1"}
+    assert embedded == [["where does Ada live"]]  # L0 search and the fact layer shared one embedding
+    assert all("Lisbon" not in str(key) for key in searcher._fact_vectors)  # keyed by digest, not by text
