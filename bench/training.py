@@ -86,7 +86,8 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                     wrong["serving"] = serving.misses(outcome.adapter)
                 if missed:
                     for mode, found in wrong.items():
-                        out.print(missed_table(f"{audience} adapter, {mode} mode: {len(found)} probes missed", found))
+                        title = f"{audience} adapter, {mode} mode: {len(found)} probes missed"
+                        console.print(missed_table(title, found))  # stderr: --json's stdout stays JSON
                 for mode, evaluation in evaluations.items():
                     if report_dir is not None and evaluation:
                         write_report(evaluation, report_dir / f"{audience}-{mode}")
