@@ -170,33 +170,6 @@ def test_dpo_takes_pairs_only_from_the_recipes_dpo_tasks_and_sft_keeps_every_sam
         TrainingRecipe(dpo_tasks=["voice"])
 
 
-def test_voice_anchors_add_the_owners_replies_to_dpo_as_pairs_with_no_preference(
-    store: MemoryStore, twin: Twin, facts: FactStore, tmp_path: Path
-) -> None:
-    def selected(**recipe: object) -> tuple[list[NewSample], list[NewSample], dict]:
-        deps = _deps(store, twin, facts, tmp_path, control_share=0.0, **recipe)
-        run = Run(deps, "owner", deps.recipe, lambda _t: None, None)
-        out, _, inputs = synthesize(run)
-        replies = [NewSample([{"role": "user", "content": f"Coming on day {n}?"}], f"Yes, see you at {n}!",
-                             "contacts", (100 + n,), (), task="reply") for n in range(6)]
-        Synthesizer("Sam", deps.recipe).voice(out, replies)
-        sft, pairs = select(run, out, inputs["hidden"], lambda messages: 50)
-        return sft, pairs, run.report["selection"]["dpo"]
-
-    _, plain, report = selected(dpo_tasks=["memory_owner", "critique"])
-    assert plain and all(p.task != "voice_anchor" for p in plain) and report["voice_anchors"] == 0
-    sft, pairs, report = selected(dpo_tasks=["memory_owner", "critique"], dpo_voice_anchors=4)
-    anchors = [p for p in pairs if p.task == "voice_anchor"]
-    assert len(anchors) == 4 == report["voice_anchors"] and len(pairs) == len(plain) + 4
-    replies = {s.completion: s for s in sft if s.task == "reply"}
-    for anchor in anchors:  # a real reply the SFT set keeps, the same answer on both sides: only the NLL term acts
-        assert anchor.meta["rejected"] == anchor.completion and anchor.completion in replies
-        assert anchor.item_ids == replies[anchor.completion].item_ids  # forgetting the message reaches the anchor
-    assert selected(dpo=False, dpo_voice_anchors=4)[1] == []  # no DPO, no anchors
-    with pytest.raises(ValueError, match="dpo_sft_weight"):
-        TrainingRecipe(dpo_voice_anchors=4, dpo_sft_weight=0)
-
-
 def test_length_control_removes_a_judges_preference_for_longer_answers() -> None:
     scores, lengths = [0.0, 0.5, 1.0, 1.0], [10, 20, 30, 40]
     controlled = length_controlled(scores, lengths)

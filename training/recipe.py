@@ -72,9 +72,6 @@ class TrainingRecipe(BaseModel):
     dpo_tasks: tuple[PairTask, ...] = Field(default=PAIR_TASKS, min_length=1,
                                             description="The sample types DPO takes pairs from (reply: the owner's "
                                             "real reply over a generic one).")
-    dpo_voice_anchors: int = Field(default=0, ge=0, description="The owner's real replies added to DPO as NLL-only "
-                                   "rows (chosen = rejected: no preference, only the NLL term), so DPO keeps the "
-                                   "owner's voice; needs dpo_sft_weight above 0.")
     phrasings_per_fact: int = Field(default=6, ge=1, le=40, description="Trained question phrasings per fact.")
     control_share: float = Field(default=0.1, ge=0, le=0.5,
                                  description="Share of facts held out of training entirely (the leak control).")
@@ -100,13 +97,6 @@ class TrainingRecipe(BaseModel):
         if preset not in PRESETS:
             return data  # the Literal reports it
         return PRESETS[preset] | data
-
-    @model_validator(mode="after")
-    def _anchors_need_the_nll_term(self) -> TrainingRecipe:
-        if self.dpo_voice_anchors and self.dpo_sft_weight <= 0:
-            raise ValueError("dpo_voice_anchors act only through DPO's NLL term: give dpo_sft_weight above 0, "
-                             "or dpo_voice_anchors 0")
-        return self
 
     def cot_for(self, task: str) -> str:
         """The chain-of-thought style of one task."""

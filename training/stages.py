@@ -99,19 +99,8 @@ def select(run: Run, out: Synthesis, hidden: list[FactCard], count_tokens: Count
     pairs = Selector(count_tokens, run.recipe.max_length, private_keys, deps.forgotten, None)
     wanted = [pair for pair in out.pairs if pair.task in run.recipe.dpo_tasks]  # the recipe's DPO tasks
     kept_sft, kept_pairs = sft.select(out.sft), pairs.select(wanted) if run.recipe.dpo else []
-    anchors = voice_anchors(kept_sft, run.recipe.dpo_voice_anchors) if kept_pairs else []
-    run.report["selection"] = {"sft": vars(sft.report), "dpo": vars(pairs.report) | {"voice_anchors": len(anchors)}}
-    return kept_sft, spread(kept_pairs, run.recipe.dpo_pairs) + anchors
-
-
-def voice_anchors(kept_sft: list[NewSample], count: int) -> list[NewSample]:
-    """Up to `count` of the owner's real replies (already selected for SFT) as DPO rows whose chosen and rejected
-    answers are the same reply: DPO's preference term is exactly zero for them, so only its NLL term (RPO, the
-    recipe's dpo_sft_weight) acts, keeping the owner's voice while the other pairs move the adapter."""
-    replies = [sample for sample in kept_sft if sample.task == "reply"]
-    random.Random(0).shuffle(replies)
-    return [NewSample(s.prompt, s.completion, s.visibility, s.item_ids, s.fact_ids, kind="dpo", task="voice_anchor",
-                      meta=(s.meta or {}) | {"rejected": s.completion}) for s in replies[:count]]
+    run.report["selection"] = {"sft": vars(sft.report), "dpo": vars(pairs.report)}
+    return kept_sft, spread(kept_pairs, run.recipe.dpo_pairs)
 
 
 def spread(pairs: list[NewSample], limit: int) -> list[NewSample]:
