@@ -171,7 +171,8 @@ def git_commit() -> str | None:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/storage", ":/twin", ":/core")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/storage", ":/twin", ":/core",
+                    ":/training", ":/serving", ":/bench", ":/bots")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}+dirty" if commit and dirty else commit or None

@@ -264,10 +264,12 @@ def _print(report: dict, as_json: bool, out: Console) -> None:
     out.print(table)
 
 
-def record_result(report: dict, path: Path) -> None:
+def record_result(report: dict, path: Path, commit: str | None = None) -> None:
+    """Append the report as one JSON line with the machine and the commit measured: `commit` as read when the bench
+    started (a long bench outlives commits made meanwhile), else the one checked out now."""
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "processor": platform.processor() or platform.machine()}
-    record = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
+    record = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit or git_commit(),
               "machine": machine, **report}
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")

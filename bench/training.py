@@ -52,6 +52,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
     `report_dir`, each evaluation is written there as `twin eval --report` writes it (one folder per audience and
     mode); with `missed`, the probes the chosen adapter got wrong in each mode are printed (the synthetic owner's
     facts: nothing private)."""
+    from bench.retrieval import git_commit
     from training.loop import retrain
     from training.report import write_report
     from twin.app import open_twin
@@ -59,6 +60,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
     from twin.l2 import evaluate_adapter, retrain_deps
     from twin.settings import Settings
 
+    measured = git_commit()  # the code that runs: the loop takes minutes, and HEAD may move meanwhile
     data = json.loads(DATA.read_text(encoding="utf-8"))
     report: dict[str, Any] = {"bench": "training", "facts": len(data["facts"]), "teacher": teacher, "audiences": {}}
     with tempfile.TemporaryDirectory(prefix="twin-bench-training-") as tmp:
@@ -101,7 +103,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                     "training": {k: v for k, v in (outcome.metrics.get("training") or {}).items() if k != "recipe"},
                 }
     if results_path is not None:
-        record_result(report, results_path)
+        record_result(report, results_path, commit=measured)
     if as_json:
         out.print_json(json.dumps(report))
     else:

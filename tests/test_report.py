@@ -26,3 +26,14 @@ def test_the_report_holds_the_evaluation_as_json_a_table_and_a_chart(tmp_path: P
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
     assert width >= 600 and height >= 400
+
+
+def test_a_results_row_names_the_commit_measured_not_the_one_checked_out_at_the_end(tmp_path: Path) -> None:
+    from bench.scale import record_result
+
+    results = tmp_path / "results.jsonl"
+    record_result({"bench": "training"}, results, commit="abc123")  # read when the bench started
+    record_result({"bench": "scale"}, results)
+    first, second = (json.loads(line) for line in results.read_text().splitlines())
+    assert first["commit"] == "abc123" and first["bench"] == "training" and first["machine"]["cpus"]
+    assert second["commit"] != "abc123" and second["bench"] == "scale"  # the checked-out one (or None outside git)
