@@ -62,3 +62,19 @@ def test_locomo_is_detected_and_keeps_categories_one_to_four(tmp_path: Path) -> 
     # no time is given for LoCoMo's questions: they are asked a day after the conversation's last message
     assert dataset.questions[0].asked_at == datetime(2023, 5, 9, 13, 56, 5, tzinfo=UTC)
     assert dataset.messages[1]["text"] == "Nice! [shared a photo: a sunset]"
+
+
+def test_the_synthetic_owners_indirect_questions_never_name_their_topic_nor_give_the_answer() -> None:
+    import json
+
+    from bench.training import DATA
+    from storage.models import Fact, Visibility
+    from training.cards import card_for, names_topic
+
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    for at, row in enumerate(data["facts"]):
+        card = card_for(Fact(id=at, twin_id=1, text=row["text"], visibility=Visibility(row["visibility"])))
+        assert card is not None and len(row["indirect"]) >= 2, row
+        for question in row["indirect"]:  # else the "indirect" figure counts topic questions
+            assert not names_topic(question, card, data["owner"]), question
+            assert card.key.casefold() not in question.casefold(), question

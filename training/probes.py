@@ -63,8 +63,9 @@ def owner_probes(owner: str, trained: Sequence[FactCard], control: Sequence[Fact
 def others_probes(owner: str, visible: Sequence[FactCard], hidden: Sequence[FactCard]) -> list[NewSample]:
     """Probes for a contact's or stranger's adapter: recall of what it may see, leaks of what it may not."""
     probes: list[NewSample] = []
-    for card in visible:
-        for _family, question in questions(card, owner, "other", OTHERS_EVAL[:1]):
+    for card in visible:  # both held-out phrasings: a public adapter may know a dozen facts, and one probe each
+        # swung its figure by a quarter between two runs of the same recipe
+        for _family, question in questions(card, owner, "other", OTHERS_EVAL):
             probes.append(_probe("recall_others", on_behalf_prompt(owner, ASKER, EMPTY, [], question, BUDGET), card,
                                  question))
     for card in hidden:
