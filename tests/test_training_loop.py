@@ -470,24 +470,3 @@ def test_misses_list_each_probe_a_model_got_wrong_and_only_those() -> None:
         assert round(figures["counts"][figure] * (1 - figures[figure])) == wrong, figure
     assert figures["leaks"] == sum(m.figure == "leak" for m in missed) == 1
     assert figures["control"] == 0.0 and all(m.figure != "control" for m in missed)  # a control is meant to miss
-
-
-def test_a_memory_block_holds_the_fact_among_the_facts_serving_would_put_beside_it(
-    store: MemoryStore, twin: Twin, facts: FactStore
-) -> None:
-    import random
-
-    from core.profile import PROMPT_FACTS
-    from core.prompts import NO_MEMORY
-    from training.synthesis import memory_for
-
-    current = facts.current(twin.id)
-    sister = next(c for c in map(card_for, current) if c is not None and c.key == "Inês")
-    blocks = [memory_for(sister, current, random.Random(seed), True, "Remind me, what is my sister's name?")
-              for seed in range(5)]
-    for block in blocks:
-        lines = [line for line in block.splitlines() if line.startswith("- ")]
-        assert len(lines) == PROMPT_FACTS and "- Sam's sister's name is Inês." in lines
-        assert "- Sam's dog's name is Biscuit." in lines  # the other "name" fact: the line a reader confuses
-    assert len(set(blocks)) > 1  # the rest are drawn at random, in random order
-    assert memory_for(sister, current, random.Random(0), False, "?") == "Memory:\n" + NO_MEMORY

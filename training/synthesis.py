@@ -21,9 +21,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.fact_ranking import by_shared_words
-from core.l1 import words
-from core.profile import PROMPT_FACTS
 from core.prompts import (
     NO_MEMORY,
     PromptBudget,
@@ -43,7 +40,6 @@ EVASIVE = "I'm not sure, I don't have that information."
 GENERIC_REPLY = "Thank you for your message! How can I help you today?"
 OTHER_NAMES = ("Alex", "Jordan", "Priya", "Chen", "Maria", "Tom", "Aisha", "Lukas")
 BUDGET = PromptBudget()
-NEAR_DISTRACTORS = 2  # of a memory block's PROMPT_FACTS - 1 distractors, those most like the question
 
 
 @dataclass
@@ -70,19 +66,12 @@ def fact_lines(facts: Sequence[Fact]) -> str:
     return "\n".join(f"- {fact.text}" for fact in facts)
 
 
-def memory_for(card: FactCard, facts: Sequence[Fact], rng: random.Random, with_memory: bool, question: str) -> str:
-    """Empty memory, or the card's fact among distractors as a serving prompt holds it: PROMPT_FACTS facts of the same
-    audience, shuffled. Up to NEAR_DISTRACTORS of the others are those sharing most words with the question (what
-    serving's ranking puts beside the fact: "my partner's name" brings the sister's and the dog's names, the lines a
-    reader confuses it with), the rest drawn at random."""
+def memory_for(card: FactCard, facts: Sequence[Fact], rng: random.Random, with_memory: bool) -> str:
+    """Empty memory, or the card's fact among up to three distractors (facts of the same audience)."""
     if not with_memory:
         return f"Memory:\n{NO_MEMORY}"
-    own = [fact for fact in facts if fact.id == card.fact_id]
     others = [fact for fact in facts if fact.id != card.fact_id]
-    asked = words(question)
-    near = [fact for fact in by_shared_words(others, question) if words(fact.text) & asked][:NEAR_DISTRACTORS]
-    rest = [fact for fact in others if fact not in near]
-    chosen = near + rng.sample(rest, min(PROMPT_FACTS - 1 - len(near), len(rest))) + own
+    chosen = rng.sample(others, min(3, len(others))) + [fact for fact in facts if fact.id == card.fact_id]
     rng.shuffle(chosen)
     return f"Profile:\n{fact_lines(chosen)}\n\nMemory:\n{NO_MEMORY}"
 
@@ -121,7 +110,7 @@ class Synthesizer:
             asked += [("teacher", text) for text in self.paraphrases.get(card.fact_id, [])]
             for family, question in asked:
                 with_memory = self.rng.random() < self.recipe.memory_share
-                memory = memory_for(card, facts, self.rng, with_memory, question)
+                memory = memory_for(card, facts, self.rng, with_memory)
                 answer = card.answer(self.owner, "second" if owner_side else "third")
                 if owner_side:
                     prompt = assistant_prompt(self.owner, memory, [], question, BUDGET)
