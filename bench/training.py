@@ -19,7 +19,6 @@ from bench.scale import record_result
 from storage.models import Audience
 
 DATA = Path(__file__).parent / "data" / "synthetic_owner.json"
-CHOSEN = {"sft": "sft", "dpo": "sft+dpo"}  # the loop's stage -> its column in the evaluation
 SHOWN = ("recall_topic", "recall_indirect", "recall_others", "control", "leak", "leaks", "critique_accuracy",
          "enhance_coverage", "json_valid", "voice_nll")
 
@@ -53,6 +52,7 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
     mode); with `missed`, the probes the chosen adapter got wrong in each mode are printed (the synthetic owner's
     facts: nothing private)."""
     from bench.retrieval import git_commit
+    from training.evaluation import candidate_column
     from training.loop import retrain
     from training.report import write_report
     from twin.app import open_twin
@@ -78,18 +78,17 @@ def run_training_bench(*, budget_minutes: float, dpo: bool, as_json: bool, resul
                 outcome = retrain(deps, audience, deploy=False,
                                   stage=lambda text, a=audience, **_: console.print(f"{a}: {text}"))
                 evaluations = {"weights": outcome.metrics.get("evaluation")}
-                wrong: dict[str, list[Any]] = {}
-                if outcome.evaluation is not None:
-                    wrong["weights"] = outcome.evaluation.misses(CHOSEN[outcome.metrics.get("stage", "sft")])
+                chosen = {"weights": (outcome.evaluation, candidate_column(outcome.metrics.get("stage", "sft")))}
                 if outcome.adapter and outcome.status in ("ready", "kept", "serving"):
                     console.print(f"{audience}: evaluating with retrieval (serving prompts)")
                     serving = evaluate_adapter(app, outcome.adapter, audience, "serving")
                     evaluations["serving"] = serving.as_json()
-                    wrong["serving"] = serving.misses(outcome.adapter)
-                if missed:
-                    for mode, found in wrong.items():
-                        title = f"{audience} adapter, {mode} mode: {len(found)} probes missed"
-                        console.print(missed_table(title, found))  # stderr: --json's stdout stays JSON
+                    chosen["serving"] = (serving, outcome.adapter)
+                for mode, (evaluation, column) in chosen.items():
+                    if missed and evaluation is not None:  # stderr: --json's stdout stays JSON
+                        found = evaluation.misses(column)
+                        console.print(missed_table(f"{audience} adapter, {mode} mode: {len(found)} probes missed",
+                                                   found))
                 for mode, evaluation in evaluations.items():
                     if report_dir is not None and evaluation:
                         write_report(evaluation, report_dir / f"{audience}-{mode}")

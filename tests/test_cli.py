@@ -252,27 +252,32 @@ def test_search_finds_a_remembered_fact_in_every_layer_search(runner: CliRunner,
     assert line["results"][0]["layer"] == "l1" and {r["layer"] for r in line["results"][1:]} == {"l0"}
 
 
-def test_eval_missed_lists_what_the_adapter_got_wrong_as_plain_text(
-    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.slow
+def test_eval_missed_lists_what_the_model_got_wrong_as_plain_text(
+    runner: CliRunner, bundled_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import twin.l2
-    from storage.training import StoredSample
-    from training.evaluation import Evaluation, score
+    from storage.facts import FactStore, NewFact
+    from storage.models import FactOrigin, Visibility
+    from storage.training import TrainingStore
+    from training.cards import card_for
+    from training.probes import owner_probes, sync
+    from twin.app import open_twin
+    from twin.settings import Settings
 
-    probes = [StoredSample(1, [], "", "public", task="recall_topic", meta={"key": "Biscuit", "question": "My dog?"}),
-              StoredSample(2, [], "", "public", task="recall_indirect", meta={"key": "[b]Lisbon[/b]",
-                                                                                "question": "Where do I [i]live?"})]
-    answers = {"base": ["No idea.", "No idea."], "owner-v2": ["Biscuit!", "You live in [red]Porto[/red]."]}
-    evaluation = Evaluation("owner-abc", "weights", {name: score(probes, a) for name, a in answers.items()},
-                            answers=answers, probes=probes)
-    monkeypatch.setattr(twin.l2, "evaluate_adapter", lambda *args, **kwargs: evaluation)
-    shown = runner.invoke(app, ["eval", "--adapter", "owner-v2", "--missed"], env={"COLUMNS": "200"})
+    monkeypatch.setenv("TWIN_LLM_MODEL", str(bundled_model_dir))
+    monkeypatch.setenv("TWIN_OWNER_NAME", "Ada")
+    with open_twin(Settings()) as twin:  # a probe set as `twin train` stores it, of a fact the base cannot know
+        fact = FactStore(twin.store.engine).add(twin.twin.id, NewFact(
+            "Ada's [b]ferret[/b] is called Zorblax.", origin=FactOrigin.owner, visibility=Visibility.private))
+        card = card_for(fact)
+        sync(TrainingStore(twin.store.engine), twin.twin.id, "owner",
+             owner_probes("Ada", [card], [], {fact.id: ["Who [i]naps[/i] in my sock drawer?"]}))
+    shown = runner.invoke(app, ["eval", "--adapter", "base", "--missed"], env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output
-    assert "owner-v2: 1 probes missed" in shown.stdout and "base:" not in shown.stdout
-    # text from the owner and the model is printed as it is, never read as markup
-    assert "Where do I [i]live?" in shown.stdout and "You live in [red]Porto[/red]." in shown.stdout
-    assert "[b]Lisbon[/b]" in shown.stdout and "My dog?" not in shown.stdout  # a probe answered right is not listed
-    data = json.loads(runner.invoke(app, ["eval", "--missed", "--json"]).stdout)
-    assert data["missed"] == {"owner-v2": [{"figure": "recall_indirect", "question": "Where do I [i]live?",
-                                            "expected": "[b]Lisbon[/b]", "answer": "You live in [red]Porto[/red]."}]}
-    assert "missed" not in json.loads(runner.invoke(app, ["eval", "--json"]).stdout)
+    # the base model never says "Zorblax": its three recall probes are listed, the fact's text printed as it is
+    assert "What's my [b]ferret[/b], do you remember?" in shown.stdout
+    assert "Could you look up my [b]ferret[/b] for me?" in shown.stdout
+    assert "Who [i]naps[/i] in my sock drawer?" in shown.stdout and "Zorblax" in shown.stdout
+    listed = shown.stdout.split("probes missed")[1]
+    assert listed.count("recall_topic") == 2 and listed.count("recall_indirect") == 1
+    assert "missed" not in json.loads(runner.invoke(app, ["eval", "--adapter", "base", "--json"]).stdout)

@@ -171,6 +171,11 @@ def evaluate_weights(base: str, models: Sequence[ModelUnderTest], probes: Sequen
     return result
 
 
+def candidate_column(stage: str) -> str:
+    """The evaluation's column of the candidate a run kept: its SFT adapter ("sft") or SFT+DPO ("dpo")."""
+    return "sft+dpo" if stage == "dpo" else "sft"
+
+
 def recall(figures: dict[str, Any]) -> float | None:
     """The mean recall over the recall probe types a model was asked."""
     values = [figures[kind] for kind in RECALL if kind in figures]

@@ -21,6 +21,7 @@ from typing import Any
 from storage.errors import StorageError
 from storage.models import Audience
 from storage.training import DPO, FAILED, READY, SFT, TRAINING, WITHDRAWN, Adapter, NewSample
+from training.evaluation import candidate_column
 from training.gate import choose, compare
 from training.probes import sync
 from training.recipe import TrainingRecipe
@@ -126,8 +127,8 @@ def _train_and_gate(run: Run, base: str, sft_rows: list[NewSample], pair_rows: l
         return RetrainOutcome(audience, "failed", f"Training {name} failed ({first_line}); the adapter serving "
                               f"{audience} is unchanged.", name, len(sft_rows))
     figures = evaluation.models
-    pick, why = choose(figures["sft"], figures.get("sft+dpo"), run.recipe)
-    chosen = figures["sft+dpo" if pick == "dpo" else "sft"]
+    pick, why = choose(figures["sft"], figures.get(candidate_column("dpo")), run.recipe)
+    chosen = figures[candidate_column(pick)]
     current_name = next((key for key in figures if key.startswith("serving")), "base")
     verdict = compare(chosen, figures[current_name], run.recipe)
     try:

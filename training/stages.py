@@ -18,7 +18,7 @@ from storage.training import Adapter, NewSample
 from training.cards import FactCard, card_for
 from training.dataset import build_samples
 from training.dpo import pair_row, train_dpo
-from training.evaluation import Evaluation, ModelUnderTest, evaluate_weights
+from training.evaluation import Evaluation, ModelUnderTest, candidate_column, evaluate_weights
 from training.probes import others_probes, owner_probes
 from training.run import Run
 from training.selection import CountTokens, Selector
@@ -177,7 +177,7 @@ def evaluate(run: Run, base: str, name: str, sft_path: Path, dpo_path: Path | No
         models.append(ModelUnderTest(f"serving ({adapter.name})", adapter.path))
     models.append(ModelUnderTest("sft", str(sft_path)))
     if dpo_path is not None:
-        models.append(ModelUnderTest("sft+dpo", str(dpo_path)))
+        models.append(ModelUnderTest(candidate_column("dpo"), str(dpo_path)))
     began = time.perf_counter()
     run.stage(f"evaluating {len(models)} models on {len(probes)} probes", long=True)
     result = evaluate_weights(base, models, probes, inputs["voice"], version, [c.key for c in inputs["hidden"]],

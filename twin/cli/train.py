@@ -54,8 +54,10 @@ def recall(figures: dict) -> float | None:
 
 def _own_figures(metrics: dict) -> dict | None:
     """The adapter's own row of its evaluation (the stage it was built from)."""
+    from training.evaluation import candidate_column
+
     models = (metrics.get("evaluation") or {}).get("models") or {}
-    return models.get("sft+dpo" if metrics.get("stage") == "dpo" else "sft")
+    return models.get(candidate_column(metrics.get("stage", "sft")))
 
 
 def _figure(value: float | None) -> str:
